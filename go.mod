@@ -1,0 +1,3 @@
+module github.com/xenvmm/xenvmm
+
+go 1.26.8
