@@ -9,18 +9,18 @@ import (
 type tokKind uint8
 
 const (
-	tEOF      tokKind = iota
-	tIdent            // [a-z][._0-9a-z]*
-	tNumber           // [0-9][0-9a-fx]* (plus the extensions in the package doc)
-	tString           // '...' or "..."
-	tBool             // True / False (xm extension)
-	tLBrack           // [
-	tRBrack           // ]
-	tComma            // ,
-	tAssign           // =
-	tAddAssign        // +=
-	tSemi             // ;
-	tNewline          // \n, or a comment running to the end of a line
+	tEOF       tokKind = iota
+	tIdent             // [a-z][._0-9a-z]*
+	tNumber            // [0-9][0-9a-fx]* (plus the extensions in the package doc)
+	tString            // '...' or "..."
+	tBool              // True / False (xm extension)
+	tLBrack            // [
+	tRBrack            // ]
+	tComma             // ,
+	tAssign            // =
+	tAddAssign         // +=
+	tSemi              // ;
+	tNewline           // \n, or a comment running to the end of a line
 )
 
 func (k tokKind) String() string {
