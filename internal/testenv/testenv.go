@@ -44,8 +44,13 @@ func CacheDir() string {
 	return filepath.Join(home, ".cache", "xenvmm")
 }
 
-// RepoRoot returns the root of the xenvmm checkout (the directory holding go.mod).
+// RepoRoot returns the root of the xenvmm checkout (the directory holding
+// go.mod), or $XENVMM_REPO where set (inside the sandbox, where the source
+// tree is not present but each package's testdata is).
 func RepoRoot() string {
+	if d := os.Getenv("XENVMM_REPO"); d != "" {
+		return d
+	}
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return "."

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/urfave/cli/v3"
+	"github.com/xenvmm/xenvmm/internal/sandbox"
+	"github.com/xenvmm/xenvmm/internal/testenv"
+)
+
+func testCommand(log *slog.Logger) *cli.Command {
+	return &cli.Command{
+		Name:      "test",
+		Usage:     "build the test binaries of packages that have KVM tests and run them inside the sandbox",
+		ArgsUsage: "[PACKAGES] (default ./...)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "run", Value: "^TestKVM", Usage: "which tests run inside (go test -run)"},
+			&cli.IntFlag{Name: "min", Value: 1, Usage: "fail unless at least this many KVM tests pass inside"},
+			&cli.StringFlag{Name: "test-timeout", Value: "15m", Usage: "go test -timeout for each test binary"},
+			&cli.BoolFlag{Name: "v", Usage: "go test -v output for every test (PASS lines are always counted)"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			return runTests(ctx, cmd, log)
+		},
+	}
+}
+
+type testPkg struct{ importPath, dir, rel string }
+
+// kvmPackages lists the packages whose tests define a function matching
+// the -run pattern's "Test..." prefix (by default TestKVM...).
+func kvmPackages(patterns []string, prefix string) ([]testPkg, error) {
+	args := append([]string{"list", "-f", "{{.ImportPath}}|{{.Dir}}|{{join .TestGoFiles \",\"}}|{{join .XTestGoFiles \",\"}}"}, patterns...)
+	c := exec.Command("go", args...)
+	c.Dir = testenv.RepoRoot()
+	c.Stderr = os.Stderr
+	out, err := c.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list: %w", err)
+	}
+	re := regexp.MustCompile(`(?m)^func ` + regexp.QuoteMeta(prefix) + `\w*\(`)
+	var pkgs []testPkg
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) != 4 {
+			continue
+		}
+		files := strings.Split(f[2]+","+f[3], ",")
+		for _, tf := range files {
+			if tf == "" {
+				continue
+			}
+			src, err := os.ReadFile(filepath.Join(f[1], tf))
+			if err == nil && re.Match(src) {
+				rel, _ := filepath.Rel(testenv.RepoRoot(), f[1])
+				pkgs = append(pkgs, testPkg{importPath: f[0], dir: f[1], rel: filepath.ToSlash(rel)})
+				break
+			}
+		}
+	}
+	return pkgs, nil
+}
+
+func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
+	patterns := cmd.Args().Slice()
+	if len(patterns) == 0 {
+		patterns = []string{"./..."}
+	}
+	prefix := strings.TrimPrefix(cmd.String("run"), "^")
+	if i := strings.IndexAny(prefix, "$|()[]*+?.\\"); i >= 0 {
+		prefix = prefix[:i]
+	}
+	pkgs, err := kvmPackages(patterns, prefix)
+	if err != nil {
+		return err
+	}
+	if len(pkgs) == 0 {
+		return fmt.Errorf("no package in %v has tests matching %q", patterns, cmd.String("run"))
+	}
+	dir, err := os.MkdirTemp("", "xenvmm-sandbox-tests-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	opts, err := baseOptions(cmd, dir, log)
+	if err != nil {
+		return err
+	}
+	var env []string
+	addGuestData(&opts, &env)
+	env = append(env, "XENVMM_REPO=/sandbox/src")
+	for _, p := range pkgs {
+		bin := filepath.Join(dir, strings.ReplaceAll(p.rel, "/", "_")+".test")
+		log.Info("building test binary", "package", p.importPath)
+		c := exec.Command("go", "test", "-c", "-o", bin, p.importPath)
+		c.Dir = testenv.RepoRoot()
+		c.Env = append(os.Environ(), "CGO_ENABLED=0")
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Run(); err != nil {
+			return fmt.Errorf("go test -c %s: %w", p.importPath, err)
+		}
+		inside := path.Join("/sandbox/src", p.rel)
+		opts.Files[path.Join(inside, "xenvmm.test")] = bin
+		if err := addTree(opts.Files, filepath.Join(p.dir, "testdata"), path.Join(inside, "testdata")); err != nil {
+			return err
+		}
+		argv := []string{path.Join(inside, "xenvmm.test"), "-test.run", cmd.String("run"), "-test.timeout", cmd.String("test-timeout"), "-test.v"}
+		opts.Plan.Commands = append(opts.Plan.Commands, sandbox.Command{Name: p.importPath, Argv: argv, Dir: inside})
+	}
+	opts.Plan.Env = env
+
+	var counter testCounter
+	pr, pw := io.Pipe()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		counter.scan(pr, os.Stdout, cmd.Bool("v"))
+	}()
+	opts.Console = pw
+	res, runErr := sandbox.Run(ctx, opts)
+	pw.Close()
+	wg.Wait()
+
+	fmt.Printf("\nsandbox: %d KVM tests passed, %d failed, %d skipped inside the sandbox", counter.pass, counter.fail, counter.skip)
+	if res != nil {
+		fmt.Printf(" (kvm=%v, QEMU wall time %.1fs)", res.KVM, res.Elapsed.Seconds())
+	}
+	fmt.Println()
+	if len(counter.failed) > 0 {
+		fmt.Printf("sandbox: failed: %s\n", strings.Join(counter.failed, ", "))
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	if counter.fail > 0 {
+		return fmt.Errorf("%d KVM tests failed", counter.fail)
+	}
+	if counter.skip > 0 && testenv.Strict() {
+		return fmt.Errorf("%d KVM tests skipped inside the sandbox (CI=true: skips are failures)", counter.skip)
+	}
+	if min := int(cmd.Int("min")); counter.pass < min {
+		return fmt.Errorf("only %d KVM tests passed inside the sandbox, want at least %d", counter.pass, min)
+	}
+	return nil
+}
+
+// testCounter counts top-level go test results in -test.v output.
+type testCounter struct {
+	pass, fail, skip int
+	failed           []string
+}
+
+var resultLine = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
+
+// scan copies r to w (all of it when verbose, else everything but the
+// per-test "=== RUN"/"--- PASS" chatter) and counts results.
+func (c *testCounter) scan(r io.Reader, w io.Writer, verbose bool) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if m := resultLine.FindStringSubmatch(line); m != nil {
+			switch m[1] {
+			case "PASS":
+				c.pass++
+			case "FAIL":
+				c.fail++
+				c.failed = append(c.failed, m[2])
+			case "SKIP":
+				c.skip++
+			}
+		}
+		fmt.Fprintln(w, line)
+	}
+	io.Copy(io.Discard, r)
+}
+
+// addTree adds every regular file under host (if it exists) to files at
+// the same relative path under inside.
+func addTree(files map[string]string, host, inside string) error {
+	if _, err := os.Stat(host); err != nil {
+		return nil
+	}
+	return filepath.WalkDir(host, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(host, p)
+		files[path.Join(inside, filepath.ToSlash(rel))] = p
+		return nil
+	})
+}
