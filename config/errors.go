@@ -67,8 +67,11 @@ type ValueError struct {
 }
 
 func (e *ValueError) Error() string {
-	if e.Pos.IsValid() {
+	switch {
+	case e.Pos.IsValid():
 		return fmt.Sprintf("%s: %s: %s", e.Pos, e.Key, e.Msg)
+	case e.Pos.File != "":
+		return fmt.Sprintf("%s: %s: %s", e.Pos.File, e.Key, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s", e.Key, e.Msg)
 }
