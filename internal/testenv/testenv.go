@@ -101,16 +101,27 @@ func Guest(t testing.TB, name string) string {
 // (the sandbox's init sets XENVMM_SANDBOX=1).
 func InSandbox() bool { return os.Getenv("XENVMM_SANDBOX") == "1" }
 
-// RequireKVM skips t when /dev/kvm is absent, unless the test runs inside
-// the sandbox, where a missing /dev/kvm is a failure. On hosts without
-// /dev/kvm, scripts/test.sh runs these tests inside the sandbox.
+// RequireKVM decides where KVM tests run. Inside the sandbox a missing
+// /dev/kvm fails the test. Outside it, KVM tests run only when
+// XENVMM_HOST_KVM=1 and /dev/kvm exists, and skip otherwise: the
+// project's test command runs them inside the nested-KVM sandbox, whose
+// CPU (QEMU's emulated AMD SVM) is the same on every machine. (Some hosts
+// expose a /dev/kvm whose nested virtualization does not follow the
+// architecture — seen on this project's development VMs, where SYSCALL
+// from CPL3 arrived at LSTAR still at CPL3 — so the host's /dev/kvm is
+// opt-in.)
 func RequireKVM(t testing.TB) {
 	t.Helper()
-	if _, err := os.Stat("/dev/kvm"); err == nil {
-		return
-	}
-	if InSandbox() {
+	_, err := os.Stat("/dev/kvm")
+	switch {
+	case InSandbox() && err != nil:
 		t.Fatal("/dev/kvm is missing inside the sandbox: kvm_amd did not load")
+	case InSandbox():
+		return
+	case os.Getenv("XENVMM_HOST_KVM") == "1" && err == nil:
+		return
+	case os.Getenv("XENVMM_HOST_KVM") == "1":
+		t.Fatalf("XENVMM_HOST_KVM=1 but /dev/kvm is unusable: %v", err)
 	}
-	t.Skip("no /dev/kvm here; scripts/test.sh runs KVM tests inside the nested-KVM sandbox")
+	t.Skip("KVM test: runs inside the nested-KVM sandbox (scripts/test.sh), or here with XENVMM_HOST_KVM=1")
 }
