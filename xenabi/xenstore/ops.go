@@ -402,13 +402,14 @@ func (d *Daemon) opTxEnd(c *conn, tx *txn, commit bool) error {
 	if tx.failed {
 		return syscall.ENOSPC
 	}
-	if tx.conflicts() {
-		return syscall.EAGAIN
-	}
+	// Quota before conflicts, as xenstored's do_transaction_end.
 	if q := c.quota(); q != nil {
 		if delta := tx.owned[c.domid]; delta > 0 && exceeds(q.Nodes, d.store.owned[c.domid]+delta) {
 			return syscall.ENOSPC
 		}
+	}
+	if tx.conflicts() {
+		return syscall.EAGAIN
 	}
 	s := d.store
 	for _, p := range tx.order {
