@@ -15,7 +15,7 @@ func TestPermFor(t *testing.T) {
 		{subject{domid: 5, target: -1}, AccessBoth | accessOwner}, // owner
 		{subject{domid: 7, target: -1}, AccessWrite},
 		{subject{domid: 8, target: -1}, AccessNone},
-		{subject{domid: 9, target: -1}, AccessRead},             // default
+		{subject{domid: 9, target: -1}, AccessRead},              // default
 		{subject{domid: 9, target: 5}, AccessBoth | accessOwner}, // targets the owner
 		{subject{domid: 9, target: 7}, AccessWrite},
 	} {
