@@ -124,7 +124,23 @@ func Parse(filename string, src []byte) (*Domain, []Warning, error) {
 		Positions: map[string]Pos{},
 	}}
 	b.build()
-	return b.d, b.warns, errors.Join(b.errs...)
+	// Report in file order.
+	sort.SliceStable(b.errs, func(i, j int) bool {
+		return posLess(b.errs[i].Pos, b.errs[j].Pos)
+	})
+	sort.SliceStable(b.warns, func(i, j int) bool { return posLess(b.warns[i].Pos, b.warns[j].Pos) })
+	errs := make([]error, len(b.errs))
+	for i, e := range b.errs {
+		errs[i] = e
+	}
+	return b.d, b.warns, errors.Join(errs...)
+}
+
+func posLess(a, b Pos) bool {
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Col < b.Col
 }
 
 type builder struct {
@@ -132,7 +148,7 @@ type builder struct {
 	ss    Settings
 	d     *Domain
 	warns []Warning
-	errs  []error
+	errs  []*ValueError
 }
 
 func (b *builder) errorf(pos Pos, key, format string, args ...any) {
