@@ -404,7 +404,9 @@ func (p *diskParser) finish() (Disk, error) {
 	if d.VDev == "" {
 		return Disk{}, p.errorf(len(p.spec), "no vdev specified: expected a virtual device such as xvda, hda1 or 0x301")
 	}
-	if !p.targetSet && !d.CDROM {
+	if d.Target == "" && !d.CDROM {
+		// xlu_disk_parse lets an empty target through to libxl, which
+		// then fails; only a cdrom drive may be empty.
 		return Disk{}, p.errorf(0, "no target specified (and the device is not a removable cdrom)")
 	}
 	n, err := VDevNumber(d.VDev)

@@ -95,6 +95,8 @@ func TestParseDiskErrors(t *testing.T) {
 		{"", 0, "no vdev specified"},
 		{"target=/x", 9, "no vdev specified"},
 		{"vdev=xvda", 0, "no target specified"},
+		{",,xvda", 0, "no target specified"},
+		{"format=raw,vdev=xvda,target=", 0, "no target specified"},
 		{"phy:/dev/wd0e,qq,w", 14, `bad vdev "qq": expected a name like xvda/hda1/xbd0 or a number like 0x301`},
 		{"phy:/dev/wd0e,xvda0,w", 14, `bad vdev "xvda0"`},
 		{"format=raw,vdev=zz,target=/x", 16, `bad vdev "zz"`},
