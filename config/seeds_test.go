@@ -207,3 +207,41 @@ func TestSeedsCheckHost(t *testing.T) {
 		t.Errorf("CheckHostFS:\n got %v\nwant %s", err, strings.Join(want, "\n"))
 	}
 }
+
+// TestExamples parses the hand-written configs in testdata/configs/examples
+// and compares the typed result, the summary and the warnings with the
+// golden files.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../testdata/configs/examples/*.cfg")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs: %v", err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, warns, err := Parse(name, src)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			base := "example-" + strings.TrimSuffix(name, ".cfg")
+			js, err := json.MarshalIndent(d, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, base+".json", append(js, '\n'))
+			var out bytes.Buffer
+			if err := d.Describe(&out); err != nil {
+				t.Fatal(err)
+			}
+			out.WriteString("--- warnings\n")
+			for _, w := range warns {
+				out.WriteString(w.String() + "\n")
+			}
+			golden(t, base+".txt", out.Bytes())
+		})
+	}
+}
