@@ -422,3 +422,17 @@ func TestKnownKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFile(t *testing.T) {
+	path := filepath.Join(seedDir, "nbsd.cfg")
+	d, _, err := ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "File", d.File, path)
+	eq(t, "Disks[0].Pos", d.Disks[0].Pos.String(), path+":46:10")
+	_, _, err = ParseFile(filepath.Join(t.TempDir(), "missing.cfg"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ParseFile(missing) = %v, want fs.ErrNotExist", err)
+	}
+}

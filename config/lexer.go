@@ -59,7 +59,8 @@ type token struct {
 	line int
 	col  int
 	// offs maps each byte of a decoded string with escapes to its column
-	// offset from the opening quote; nil when the string had no escapes.
+	// offset from the opening quote, plus one entry for the closing quote;
+	// nil when the string had no escapes.
 	offs []int
 }
 
@@ -256,6 +257,7 @@ func (lx *lexer) lexString(q byte) (token, error) {
 		}
 		c := lx.src[i]
 		if c == q {
+			offs = append(offs, i-lx.off) // the closing quote
 			i++
 			break
 		}

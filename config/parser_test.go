@@ -258,16 +258,27 @@ func TestValueConversions(t *testing.T) {
 }
 
 func TestPosAt(t *testing.T) {
-	ss, err := ParseSettings("t.cfg", []byte(`a = 'ab,cd'`+"\n"+`b = "\x41,\tz"`+"\n"))
+	ss, err := ParseSettings("t.cfg", []byte(`a = 'ab,cd'`+"\n"+`b = "\x41,\tz"`+"\n"+`c = "a\x41"`+"\nc += 'x'\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := ss[0].Value, ss[1].Value
+	if p := a.PosAt(5); p.Col != 11 {
+		t.Errorf("a.PosAt(5) (closing quote) = %v, want col 11", p)
+	}
+	if p := ss[2].Value.PosAt(2); p.Col != 11 {
+		t.Errorf(`"a\x41".PosAt(2) (closing quote) = %v, want col 11`, p)
+	}
+	// A string joined by += has no offsets: its position is the first part's.
+	if c, _ := ss.Lookup("c"); c.Value.PosAt(3) != c.Value.Pos || c.Value.Pos.Line != 3 {
+		t.Errorf("joined PosAt(3) = %v, want %v on line 3", c.Value.PosAt(3), c.Value.Pos)
+	}
 	// 'ab,cd' opens at column 5: 'c' (byte 3) is at column 9.
 	if p := a.PosAt(3); p.Line != 1 || p.Col != 9 {
 		t.Errorf("a.PosAt(3) = %v, want 1:9", p)
 	}
-	// "\x41,\tz": byte 0 'A' at col 6, byte 1 ',' at col 10, byte 2 '\t' at col 11, byte 3 'z' at col 13.
+	// "\x41,\tz": byte 0 'A' at col 6, byte 1 ',' at col 10, byte 2 '\t' at col 11,
+	// byte 3 'z' at col 13, the closing quote at col 14.
 	for i, col := range []int{6, 10, 11, 13, 14} {
 		if p := b.PosAt(i); p.Col != col {
 			t.Errorf("b.PosAt(%d) = %v, want col %d", i, p, col)

@@ -48,7 +48,8 @@ type Value struct {
 	Pos  Pos     // of the first character: quote, digit or '['
 
 	// offs maps decoded byte i of a string with escapes to its column
-	// offset from Pos; nil when the string had none.
+	// offset from Pos (offs[len(Text)] is the closing quote); nil when the
+	// string had none.
 	offs []int
 	// joined marks a string built by "+=": offsets inside it are unknown.
 	joined bool
@@ -61,15 +62,10 @@ func (v Value) PosAt(i int) Pos {
 		return v.Pos
 	}
 	p := v.Pos
-	switch {
-	case v.offs == nil:
+	if v.offs == nil {
 		p.Col += 1 + i
-	case i < len(v.offs):
+	} else if i < len(v.offs) {
 		p.Col += v.offs[i]
-	case len(v.offs) > 0:
-		p.Col += v.offs[len(v.offs)-1] + 1
-	default:
-		p.Col++
 	}
 	return p
 }
