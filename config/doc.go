@@ -36,15 +36,20 @@
 // # Errors
 //
 // ParseSettings reports the first malformed token or statement as a
-// *SyntaxError "file:line:col: what was expected". Parse then interprets
-// the keys xenvmm knows; every bad value is a *ValueError carrying the
-// position of that value (inside a spec string where possible) and the key
-// ("disk[0]"), and all of them are returned together with errors.Join.
+// *SyntaxError "file:line:col: what was expected" (matched by ErrSyntax).
+// Parse then interprets the keys xenvmm knows; every bad value is a
+// *ValueError carrying the position of that value (inside a spec string
+// where possible) and the key, for example
+//
+//	nbsd.cfg:46:25: disk[0]: bad vdev "qq": expected a name like xvda/hda1/xbd0 or a number like 0x301
+//
+// and all of them are returned together, in file order, with errors.Join.
 // Keys xenvmm does not use are kept in Domain.Unknown and reported as
-// Warnings, never errors. Whether files named by the config exist is not a
-// parse question: (*Domain).CheckHost answers it, and (*Domain).Validate
-// says whether xenvmm can run the domain (type = "hvm" parses, but is
-// reported as unsupported there).
+// Warnings, never errors. Whether the files a config names exist is not a
+// parse question: (*Domain).CheckHost answers it with *HostErrors that name
+// the key and the value (the seed configs name NetBSD's /dev/wd0e).
+// (*Domain).Validate says whether xenvmm can run the domain: type = "hvm"
+// and bootloader= parse, but are reported there as ErrUnsupported.
 //
 // # Keys
 //
@@ -56,15 +61,28 @@
 // defaults pci_permissive, pci_msitranslate, pci_power_mgmt, pci_seize, and
 // xm's nics.
 //
+// Defaults are xl's and libxl's: type pv, vcpus 1, maxvcpus = vcpus,
+// memory 32 MiB when neither memory nor maxmem is given, maxmem = memory,
+// on_poweroff/on_watchdog/on_crash destroy, on_reboot restart,
+// on_soft_reset soft-reset. Sizes are bounded (MaxMemory, MaxVCPUs) so
+// that nothing overflows; the VMM checks the host's real limits.
+//
 // Device specs have their own small languages:
 //
 //   - disk: docs/man/xl-disk-configuration.5.pod.in, parsed as
-//     tools/libs/util/libxlu_disk_l.l does (ParseDisk); the virtual device
-//     number is computed as libxl__device_disk_dev_number in
+//     tools/libs/util/libxlu_disk_l.l does (ParseDisk), both the key=value
+//     form and the positional ones, including xm's "phy:", "file:",
+//     "tap:aio:" prefixes and "VDEV:cdrom". Two deliberate differences:
+//     blanks before a ',' are ignored, and an empty target is an error
+//     unless the disk is a cdrom (libxl fails on it later).
+//   - vdev numbers: computed as libxl__device_disk_dev_number in
 //     tools/libs/light/libxl_device.c, per docs/man/xen-vbd-interface.7
-//     (VDevNumber).
+//     (VDevNumber), extended as xend's blkif.py was to Linux's hde..hdt and
+//     sdq..sdiv majors, and to NetBSD's xbdN (disk N in the xvd scheme).
 //   - vif: docs/man/xl-network-configuration.5.pod.in and parse_nic_config
-//     in tools/xl/xl_parse.c, with rates as in libxlu_vif.c (ParseVif).
+//     in tools/xl/xl_parse.c, with rates as in libxlu_vif.c (ParseVif);
+//     MAC addresses must be six hex octets.
 //   - pci: docs/man/xl-pci-configuration.5.pod and libxlu_pci.c
-//     (ParsePCI).
+//     (ParsePCI), with the '*' function wildcard, "@VSLOT" and the
+//     pci_* defaults.
 package config

@@ -245,3 +245,21 @@ func TestExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestSeedTypo breaks the vdev in nbsd.cfg and checks the error the user
+// sees, as the package doc shows it.
+func TestSeedTypo(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(seedDir, "nbsd.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(src, []byte("disk = [ 'phy:/dev/wd0e,0x1,w' ]"), []byte("disk = [ 'phy:/dev/wd0e,qq,w' ]"), 1)
+	if bytes.Equal(bad, src) {
+		t.Fatal("disk line not found")
+	}
+	_, _, err = Parse("nbsd.cfg", bad)
+	want := `nbsd.cfg:46:25: disk[0]: bad vdev "qq": expected a name like xvda/hda1/xbd0 or a number like 0x301`
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
