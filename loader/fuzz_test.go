@@ -19,7 +19,11 @@ const fuzzLimit = 1 << 20
 func fuzzSeeds(f *testing.F) {
 	f.Helper()
 	linux := buildELF(f, linuxSpec())
-	netbsd := func() elfSpec { s := legacySpec(netbsdGuestInfo); s.symbols = []string{"start", "hypercall_page"}; return s }()
+	netbsd := func() elfSpec {
+		s := legacySpec(netbsdGuestInfo)
+		s.symbols = []string{"start", "hypercall_page"}
+		return s
+	}()
 	i386 := linuxSpec()
 	i386.is32 = true
 	i386.segs = []tSeg{{typ: elf.PT_LOAD, flags: elf.PF_R | elf.PF_X, vaddr: 0xc0100000, paddr: 0x100000, data: make([]byte, 64), memsz: 0x2000}}
