@@ -42,6 +42,7 @@ type Daemon struct {
 	quota   Quota              // defaults for domains created from now on
 	domains map[uint32]*domain // by domid
 	conns   []*conn            // watch events reach connections in this order
+	lastID  uint64             // last connection id handed out
 	// kicks are the rings whose guests must be notified once mu is
 	// released (see Ring.kick).
 	kicks []*Ring
@@ -178,19 +179,11 @@ func (c *conn) quota() *Quota {
 	return &c.dom.quota
 }
 
-var nextConnID struct {
-	sync.Mutex
-	n uint64
-}
-
 // newConn registers a connection for domid; mu must be held.
 func (d *Daemon) newConn(domid uint32, dom *domain, tr transport) *conn {
-	nextConnID.Lock()
-	nextConnID.n++
-	id := nextConnID.n
-	nextConnID.Unlock()
+	d.lastID++
 	c := &conn{
-		id:    id,
+		id:    d.lastID,
 		domid: domid,
 		priv:  domid == 0,
 		home:  DomainPath(domid),

@@ -25,35 +25,31 @@ type handlerEntry struct {
 // handlers is xenstored's wire_funcs table. Types missing from it (and
 // WATCH_EVENT, ERROR, RESTRICT) are answered with ENOSYS, as
 // docs/misc/xenstore.txt requires for unsupported types.
-var handlers [TypeCount]handlerEntry
-
-func init() {
-	handlers = [TypeCount]handlerEntry{
-		TypeControl:            {hControl, flagPriv},
-		TypeDirectory:          {hDirectory, 0},
-		TypeRead:               {hRead, 0},
-		TypeGetPerms:           {hGetPerms, 0},
-		TypeWatch:              {hWatch, flagNoTx},
-		TypeUnwatch:            {hUnwatch, flagNoTx},
-		TypeTransactionStart:   {hTxStart, 0},
-		TypeTransactionEnd:     {hTxEnd, 0},
-		TypeIntroduce:          {hIntroduce, flagPriv},
-		TypeRelease:            {hRelease, flagPriv},
-		TypeGetDomainPath:      {hGetDomainPath, 0},
-		TypeWrite:              {hWrite, 0},
-		TypeMkdir:              {hMkdir, 0},
-		TypeRm:                 {hRm, 0},
-		TypeSetPerms:           {hSetPerms, 0},
-		TypeIsDomainIntroduced: {hIsDomainIntroduced, flagPriv},
-		TypeResume:             {hResume, flagPriv},
-		TypeSetTarget:          {hSetTarget, flagPriv},
-		TypeResetWatches:       {hResetWatches, 0},
-		TypeDirectoryPart:      {hDirectoryPart, 0},
-		TypeGetFeature:         {hGetFeature, 0},
-		TypeSetFeature:         {hSetFeature, flagPriv},
-		TypeGetQuota:           {hGetQuota, flagPriv},
-		TypeSetQuota:           {hSetQuota, flagPriv},
-	}
+var handlers = [TypeCount]handlerEntry{
+	TypeControl:            {hControl, flagPriv},
+	TypeDirectory:          {hDirectory, 0},
+	TypeRead:               {hRead, 0},
+	TypeGetPerms:           {hGetPerms, 0},
+	TypeWatch:              {hWatch, flagNoTx},
+	TypeUnwatch:            {hUnwatch, flagNoTx},
+	TypeTransactionStart:   {hTxStart, 0},
+	TypeTransactionEnd:     {hTxEnd, 0},
+	TypeIntroduce:          {hIntroduce, flagPriv},
+	TypeRelease:            {hRelease, flagPriv},
+	TypeGetDomainPath:      {hGetDomainPath, 0},
+	TypeWrite:              {hWrite, 0},
+	TypeMkdir:              {hMkdir, 0},
+	TypeRm:                 {hRm, 0},
+	TypeSetPerms:           {hSetPerms, 0},
+	TypeIsDomainIntroduced: {hIsDomainIntroduced, flagPriv},
+	TypeResume:             {hResume, flagPriv},
+	TypeSetTarget:          {hSetTarget, flagPriv},
+	TypeResetWatches:       {hResetWatches, 0},
+	TypeDirectoryPart:      {hDirectoryPart, 0},
+	TypeGetFeature:         {hGetFeature, 0},
+	TypeSetFeature:         {hSetFeature, flagPriv},
+	TypeGetQuota:           {hGetQuota, flagPriv},
+	TypeSetQuota:           {hSetQuota, flagPriv},
 }
 
 // process serves one request from c and queues its reply; mu is held.
@@ -93,7 +89,8 @@ func (d *Daemon) process(c *conn, m *Message) {
 	}
 }
 
-var ok = []byte("OK\x00")
+// okReply is the payload of a plain acknowledgement.
+var okReply = []byte("OK\x00")
 
 // strings splits a payload into its NUL-terminated strings; bytes after
 // the last NUL are ignored (xenstored's get_strings).
@@ -134,7 +131,7 @@ func hWrite(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
 	if i < 0 {
 		return nil, nil, syscall.EINVAL
 	}
-	return ok, nil, d.opWrite(c, tx, string(m.Payload[:i]), m.Payload[i+1:])
+	return okReply, nil, d.opWrite(c, tx, string(m.Payload[:i]), m.Payload[i+1:])
 }
 
 func hMkdir(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
@@ -142,7 +139,7 @@ func hMkdir(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return ok, nil, d.opMkdir(c, tx, p)
+	return okReply, nil, d.opMkdir(c, tx, p)
 }
 
 func hRm(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
@@ -150,7 +147,7 @@ func hRm(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return ok, nil, d.opRm(c, tx, p)
+	return okReply, nil, d.opRm(c, tx, p)
 }
 
 func joinNul(ss []string) []byte {
@@ -235,7 +232,7 @@ func hSetPerms(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) 
 	if err != nil {
 		return nil, nil, syscall.EINVAL
 	}
-	return ok, nil, d.opSetPerms(c, tx, args[0], perms)
+	return okReply, nil, d.opSetPerms(c, tx, args[0], perms)
 }
 
 func hWatch(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -254,7 +251,7 @@ func hWatch(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 		return nil, nil, err
 	}
 	// The watch fires once straight away, after the acknowledgement.
-	return ok, func() { d.deliver(w, w.path) }, nil
+	return okReply, func() { d.deliver(w, w.path) }, nil
 }
 
 func hUnwatch(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -262,12 +259,12 @@ func hUnwatch(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 	if len(args) != 2 {
 		return nil, nil, syscall.EINVAL
 	}
-	return ok, nil, d.opUnwatch(c, args[0], args[1])
+	return okReply, nil, d.opUnwatch(c, args[0], args[1])
 }
 
 func hResetWatches(d *Daemon, c *conn, _ *txn, _ *Message) ([]byte, func(), error) {
 	d.opResetWatches(c)
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 func hTxStart(d *Daemon, c *conn, tx *txn, _ *Message) ([]byte, func(), error) {
@@ -286,7 +283,7 @@ func hTxEnd(d *Daemon, c *conn, tx *txn, m *Message) ([]byte, func(), error) {
 	if err != nil || (arg != "T" && arg != "F") {
 		return nil, nil, syscall.EINVAL
 	}
-	return ok, nil, d.opTxEnd(c, tx, arg == "T")
+	return okReply, nil, d.opTxEnd(c, tx, arg == "T")
 }
 
 func hGetDomainPath(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -336,7 +333,7 @@ func hIntroduce(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) 
 	if dom := d.domains[id]; dom != nil && dom.introduced {
 		d.resetConn(dom.conn)
 		dom.ring.reintroduce()
-		return ok, nil, nil
+		return okReply, nil, nil
 	}
 	if d.mapRing == nil {
 		return nil, nil, syscall.EINVAL
@@ -349,7 +346,7 @@ func hIntroduce(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) 
 	if _, err := d.introduce(id, page, notify); err != nil {
 		return nil, nil, err
 	}
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 // introducedArg parses the single domid argument of RELEASE and RESUME; the
@@ -376,7 +373,7 @@ func hRelease(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 		return nil, nil, err
 	}
 	d.release(dom)
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 func hResume(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -385,7 +382,7 @@ func hResume(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 		return nil, nil, err
 	}
 	dom.shutdown = false
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 func hSetTarget(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -403,7 +400,7 @@ func hSetTarget(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) 
 		return nil, nil, syscall.ENOENT
 	}
 	dom.target = int(tid)
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 func hGetFeature(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
@@ -452,7 +449,7 @@ func hSetFeature(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error)
 		return nil, nil, syscall.EINVAL
 	}
 	dom.features = f
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 // quotaTarget resolves the optional domid of GET_QUOTA/SET_QUOTA: the
@@ -504,7 +501,7 @@ func hSetQuota(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 	if err != nil || q.Set(rest[0], v) != nil {
 		return nil, nil, syscall.EINVAL
 	}
-	return ok, nil, nil
+	return okReply, nil, nil
 }
 
 // controlCommands lists CONTROL's sub-commands and their parameters.
@@ -532,7 +529,7 @@ func hControl(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 			d.log.Error("xenstore: store check failed", "err", err)
 			return nil, nil, syscall.EIO
 		}
-		return ok, nil, nil
+		return okReply, nil, nil
 	case "help":
 		if len(par) != 0 {
 			return nil, nil, syscall.EINVAL
@@ -547,7 +544,7 @@ func hControl(d *Daemon, c *conn, _ *txn, m *Message) ([]byte, func(), error) {
 			return nil, nil, syscall.EINVAL
 		}
 		d.log.Info("xenstore: control print", "msg", par[0])
-		return ok, nil, nil
+		return okReply, nil, nil
 	case "quota":
 		return d.controlQuota(par)
 	}
@@ -573,7 +570,7 @@ func (d *Daemon) controlQuota(par []string) ([]byte, func(), error) {
 		if err := d.quota.Set(par[1], v); err != nil {
 			return nil, nil, syscall.EINVAL
 		}
-		return ok, nil, nil
+		return okReply, nil, nil
 	case len(par) == 1:
 		id, good := parseDomid(par[0])
 		if !good {

@@ -121,3 +121,31 @@ func TestMalformedWire(t *testing.T) {
 		t.Fatalf("max payload: %v", err)
 	}
 }
+
+// TestRingLayout checks struct xenstore_domain_interface's offsets against
+// the table in docs/misc/xenstore-ring.txt.
+func TestRingLayout(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		got, off int
+	}{
+		{"req", offReq, 0},
+		{"rsp", offRsp, 1024},
+		{"req_cons", offReqCons, 2048},
+		{"req_prod", offReqProd, 2052},
+		{"rsp_cons", offRspCons, 2056},
+		{"rsp_prod", offRspProd, 2060},
+		{"server_features", offServerFeatures, 2064},
+		{"connection", offConnection, 2068},
+		{"error", offError, 2072},
+		{"evtchn_port", offEvtchnPort, 2076},
+		{"sizeof", interfaceSize, 2080},
+	} {
+		if c.got != c.off {
+			t.Errorf("%s at %d, want %d", c.name, c.got, c.off)
+		}
+	}
+	if HeaderSize != 16 || RingSize != 1024 || PayloadMax != 4096 || AbsPathMax != 3072 || RelPathMax != 2048 {
+		t.Error("xs_wire.h sizes")
+	}
+}
