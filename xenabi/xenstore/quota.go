@@ -115,3 +115,42 @@ func (q *Quota) Set(name string, v int) error {
 func exceeds(limit, v int) bool {
 	return limit > 0 && v > limit
 }
+
+// DefaultDomainQuota returns the limits new domains start with.
+func (d *Daemon) DefaultDomainQuota() Quota {
+	d.lock()
+	defer d.unlock()
+	return d.quota
+}
+
+// SetDefaultDomainQuota changes the limits new domains start with
+// (SET_QUOTA without a domid).
+func (d *Daemon) SetDefaultDomainQuota(q Quota) {
+	d.lock()
+	defer d.unlock()
+	d.quota = q
+}
+
+// DomainQuota returns domain domid's limits.
+func (d *Daemon) DomainQuota(domid uint32) (Quota, error) {
+	d.lock()
+	defer d.unlock()
+	dom, err := d.domainRecord(domid)
+	if err != nil {
+		return Quota{}, fmt.Errorf("xenstore: quota of domain %d: %w", domid, err)
+	}
+	return dom.quota, nil
+}
+
+// SetDomainQuota replaces domain domid's limits (SET_QUOTA <domid>); it
+// may be called before the domain is introduced.
+func (d *Daemon) SetDomainQuota(domid uint32, q Quota) error {
+	d.lock()
+	defer d.unlock()
+	dom, err := d.domainRecord(domid)
+	if err != nil {
+		return fmt.Errorf("xenstore: quota of domain %d: %w", domid, err)
+	}
+	dom.quota = q
+	return nil
+}

@@ -159,3 +159,32 @@ func TestQuotaGlobalDefaultsApplyToNewDomains(t *testing.T) {
 	g.watch("data", "1")
 	g.wantErr(syscall.ENOSPC, TypeWatch, 0, args("data", "2"))
 }
+
+func TestQuotaAPI(t *testing.T) {
+	d := New(Options{Quota: &Quota{Watches: 7}})
+	if q := d.DefaultDomainQuota(); q.Watches != 7 || q.Nodes != 0 {
+		t.Fatalf("default %+v", q)
+	}
+	q := DefaultQuota()
+	q.Watches = 1
+	if err := d.SetDomainQuota(9, q); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Introduce(9, make([]byte, 4096), nil); err != nil {
+		t.Fatal(err)
+	}
+	g := &tconn{t: t, d: d, c: d.domains[9].conn}
+	d.domains[9].conn.tr = nopTransport{}
+	g.watch("/local/domain/9", "1")
+	g.wantErr(syscall.ENOSPC, TypeWatch, 0, args("/local/domain/9", "2"))
+	if got, _ := d.DomainQuota(9); got.Watches != 1 {
+		t.Fatalf("domain quota %+v", got)
+	}
+	if _, err := d.DomainQuota(DomidSelf); err == nil {
+		t.Fatal("quota of a reserved domid")
+	}
+	d.SetDefaultDomainQuota(DefaultQuota())
+	if got, _ := d.DomainQuota(10); got != DefaultQuota() {
+		t.Fatalf("new domain %+v", got)
+	}
+}
