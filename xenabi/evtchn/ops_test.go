@@ -389,8 +389,9 @@ func TestStatus(t *testing.T) {
 		{name: "reserved port", cmd: cmd, in: &Status{Dom: 1, Port: 0}},
 		{name: "invalid port", cmd: cmd, in: &Status{Dom: abi.DOMID_SELF, Port: 64}, want: ret(abi.EINVAL)},
 		{name: "no such domain", cmd: cmd, in: &Status{Dom: 2, Port: 1}, want: ret(abi.ESRCH)},
-		{name: "domain 0 invalid port", cmd: cmd, in: &Status{Dom: 0, Port: 1}, want: ret(abi.EINVAL)},
-		{name: "domain 0 valid port", setup: func(t *testing.T, tb *Table, g *fakeGuest) { tb.AllocBackend(nil) },
+		{name: "domain 0 invalid port", cmd: cmd, in: &Status{Dom: 0, Port: portsPerBucket}, want: ret(abi.EINVAL)},
+		{name: "domain 0 valid free port", cmd: cmd, in: &Status{Dom: 0, Port: 1}, want: ret(abi.EPERM)},
+		{name: "domain 0 port in use", setup: func(t *testing.T, tb *Table, g *fakeGuest) { tb.AllocBackend(nil) },
 			cmd: cmd, in: &Status{Dom: 0, Port: 1}, want: ret(abi.EPERM)},
 		{name: "interdomain to domain 0", setup: func(t *testing.T, tb *Table, g *fakeGuest) {
 			tb.ListenBackend(nil)

@@ -26,7 +26,8 @@ type Guest interface {
 	// Table's life.
 	NumVCPUs() int
 	// Kick wakes vCPU vcpu: see the package documentation. It must not
-	// block; it is called without the Table's lock held.
+	// block; it is called without the Table's lock held, possibly on the
+	// goroutine of vcpu itself (an IPI to self, a hypercall that unmasks).
 	Kick(vcpu int)
 	// Page is the 4096 bytes of guest frame gfn, writable, for FIFO
 	// control blocks and event array pages, which the Table keeps using
@@ -147,7 +148,7 @@ type Table struct {
 	pollMask   []bool
 	pollPort   []int64 // poll_evtchn: -1 any port, else the one port
 	fifo       *fifoDomain
-	dom0       []*Endpoint // domain 0's ports; nil is free
+	dom0       []*Endpoint // domain 0's ports (valid: len); nil is free
 
 	// Work to do once the lock is released.
 	kicked   []bool
@@ -186,6 +187,7 @@ func New(g Guest, cfg Config) (*Table, error) {
 		pollMask: make([]bool, n),
 		pollPort: make([]int64, n),
 		kicked:   make([]bool, n),
+		dom0:     make([]*Endpoint, portsPerBucket), // evtchn_init's first bucket
 	}
 	for _, v := range cfg.GlobalVIRQs {
 		if v >= nrVIRQs || getVIRQType(v) != virqGlobal {
