@@ -570,3 +570,56 @@ func TestFIFOLinkRacesGuest(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestFIFOSetLinkContended drives evtchn_fifo_set_link's retry path: the
+// guest flips MASKED on a LINKED word (as clear_masked and mask do, never
+// while BUSY) as fast as it can while the link is set, and must never see
+// its change lost, a wrong LINK, or BUSY left behind. Unlinking makes set
+// link report false.
+func TestFIFOSetLinkContended(t *testing.T) {
+	word := make([]byte, 8)
+	guestmem.Store32(word, 0, 1<<abi.EVTCHN_FIFO_LINKED)
+	stop := make(chan struct{})
+	flips := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				flips <- n
+				return
+			default:
+			}
+			w, _ := guestmem.Load32(word, 0)
+			if w&(1<<abi.EVTCHN_FIFO_BUSY) != 0 {
+				continue
+			}
+			if ok, _ := guestmem.CAS32(word, 0, w, w^(1<<abi.EVTCHN_FIFO_MASKED)); ok {
+				n++
+			}
+		}
+	}()
+	for i := uint32(1); i <= 200000; i++ {
+		link := i % abi.EVTCHN_FIFO_NR_CHANNELS
+		if !fifoSetLink(word, 0, link) {
+			t.Fatal("set_link failed on a LINKED word")
+		}
+		w, _ := guestmem.Load32(word, 0)
+		if w&abi.EVTCHN_FIFO_LINK_MASK != link || w&(1<<abi.EVTCHN_FIFO_LINKED) == 0 {
+			t.Fatalf("word %#x after linking %d", w, link)
+		}
+	}
+	close(stop)
+	n := <-flips
+	w, _ := guestmem.Load32(word, 0)
+	if w&(1<<abi.EVTCHN_FIFO_BUSY) != 0 {
+		t.Fatalf("BUSY left set: %#x", w)
+	}
+	if masked := w&(1<<abi.EVTCHN_FIFO_MASKED) != 0; masked != (n%2 == 1) {
+		t.Fatalf("guest flipped MASKED %d times but it is %v: a flip was lost", n, masked)
+	}
+	clearBit32(word, 0, abi.EVTCHN_FIFO_LINKED)
+	if fifoSetLink(word, 0, 5) {
+		t.Fatal("set_link succeeded on an unlinked word")
+	}
+}
