@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/xenvmm/xenvmm/xenabi/abi"
 	"github.com/xenvmm/xenvmm/xenabi/guestmem"
@@ -45,6 +46,7 @@ func concurrentMapUnmap(t *testing.T, version uint32) {
 	var inUse [nrefs]atomic.Int32
 	var okMaps, failedMaps, ended atomic.Int64
 	var stop atomic.Bool
+	deadline := time.Now().Add(10 * time.Second)
 	errs := make(chan error, workers+2)
 	var wg, guest sync.WaitGroup
 
@@ -54,7 +56,9 @@ func concurrentMapUnmap(t *testing.T, version uint32) {
 			defer wg.Done()
 			rng := rand.New(rand.NewSource(int64(w)))
 			var held []*Mapping
-			for i := 0; i < iters; i++ {
+			// Run iters operations, and on until the guest has ended a few
+			// grants (it may be scheduled late), within a deadline.
+			for i := 0; i < iters || (ended.Load() < 20 && time.Now().Before(deadline)); i++ {
 				k := rng.Intn(nrefs)
 				ref := uint32(firstRef + k)
 				switch op := rng.Intn(4); {

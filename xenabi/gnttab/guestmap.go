@@ -160,7 +160,10 @@ type unmapOp struct {
 	status     Status
 }
 
-// unmapCommon is unmap_common followed by unmap_common_complete.
+// unmapCommon is unmap_common followed by unmap_common_complete. As in
+// Xen, a zero host_addr or dev_bus_addr means "not this part"; so a
+// device mapping of frame 0 (never a domU's frame on Xen, but guest RAM
+// in xenvmm) cannot be unmapped, and keeps its handle and pin.
 func (t *Table) unmapCommon(op *unmapOp) {
 	me, ok := t.mt.lookup(op.handle)
 	if !ok || me.flags == 0 {

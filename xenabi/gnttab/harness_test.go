@@ -131,6 +131,8 @@ type env struct {
 	mapper *fakeMapper
 	// notWritable frames refuse writable references.
 	notWritable map[uint64]bool
+	ramFirst    int
+	ramPages    int
 }
 
 type envOpt func(*Config, *env)
@@ -142,19 +144,25 @@ func withMapper() envOpt {
 	return func(c *Config, e *env) { e.mapper = &fakeMapper{}; c.HostMapper = e.mapper }
 }
 
+// withRAM sets the guest's RAM: frames [first, first+pages).
+func withRAM(first, pages int) envOpt {
+	return func(_ *Config, e *env) { e.ramFirst, e.ramPages = first, pages }
+}
+
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
-	ram := guestmem.FromBytes(0, make([]byte, guestPages*PageSize))
-	space, err := guestmem.NewSpace(ram)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, frames: newFakeFrames(), mem: space, va: &fakeVA{buf: make([]byte, 1<<16)}, notWritable: map[uint64]bool{}}
-	cfg := Config{DomID: testDom, Frames: e.frames, Memory: space}
+	e := &env{t: t, frames: newFakeFrames(), va: &fakeVA{buf: make([]byte, 1<<16)}, notWritable: map[uint64]bool{}, ramPages: guestPages}
+	cfg := Config{DomID: testDom, Frames: e.frames}
 	cfg.Writable = func(gfn uint64) bool { return !e.notWritable[gfn] }
 	for _, o := range opts {
 		o(&cfg, e)
 	}
+	space, err := guestmem.NewSpace(guestmem.FromBytes(uint64(e.ramFirst)*PageSize, make([]byte, e.ramPages*PageSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mem = space
+	cfg.Memory = space
 	e.tab, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
