@@ -2,47 +2,139 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/urfave/cli/v3"
+	"github.com/xenvmm/xenvmm/config"
+	"github.com/xenvmm/xenvmm/vmm"
 	"github.com/xenvmm/xenvmm/vmm/kvm"
+	"github.com/xenvmm/xenvmm/xenabi/abi"
 )
 
 func (a *app) runCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "run",
-		Usage:     "build the domain described by CONFIG and run it",
+		Usage:     "build the domain described by CONFIG and run it until it shuts down",
 		ArgsUsage: "CONFIG",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "console", Aliases: []string{"c"}, Usage: "attach the guest console to this terminal (like xm create -c)"},
+			&cli.BoolFlag{Name: "console", Aliases: []string{"c"}, Usage: "attach this terminal's input to the guest console (like xm create -c); output always goes to stdout"},
+			&cli.BoolFlag{Name: "trace-hypercalls", Usage: "count the guest's hypercalls and print a summary when it stops"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.NArg() != 1 {
 				return cli.Exit("run: want exactly one CONFIG file", 2)
 			}
-			path := cmd.Args().First()
-			dom, warns, img, problems := a.prepare(path)
-			if dom == nil {
-				return cli.Exit(problems[0].Error(), 1)
-			}
-			for _, w := range warns {
-				a.log.Warn(w.String())
-			}
-			if len(problems) > 0 {
-				for _, p := range problems {
-					a.log.Error(p.Error())
-				}
-				return cli.Exit(fmt.Sprintf("%s: %d problem(s); `xenvmm check %s` lists them", path, len(problems), path), 1)
-			}
-			if img == nil {
-				return cli.Exit(fmt.Sprintf("%s: kernel %q could not be loaded", path, dom.Kernel), 1)
-			}
-			a.log.Info("domain parsed", "name", dom.Name, "memory_mib", dom.Memory, "vcpus", dom.VCPUs, "kernel", dom.Kernel)
-			if !kvm.Available() {
-				return cli.Exit("no /dev/kvm on this host: run xenvmm inside the nested-KVM sandbox (scripts/run.sh)", 1)
-			}
-			return errors.New("run: the PV CPU model is not implemented yet; `xenvmm check` shows what would be built")
+			return a.run(ctx, cmd.Args().First(), cmd.Bool("console"), cmd.Bool("trace-hypercalls"))
 		},
 	}
+}
+
+func (a *app) run(ctx context.Context, path string, console, trace bool) error {
+	dom, warns, img, problems := a.prepare(path)
+	if dom == nil {
+		return cli.Exit(problems[0].Error(), 1)
+	}
+	for _, w := range warns {
+		a.log.Warn(w.String())
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			a.log.Error(p.Error())
+		}
+		return cli.Exit(fmt.Sprintf("%s: %d problem(s); `xenvmm check %s` lists them", path, len(problems), path), 1)
+	}
+	if img == nil {
+		return cli.Exit(fmt.Sprintf("%s: kernel %q could not be loaded", path, dom.Kernel), 1)
+	}
+	if !kvm.Available() {
+		return cli.Exit("no /dev/kvm on this host: run xenvmm inside the nested-KVM sandbox (scripts/run.sh)", 1)
+	}
+	var ramdisk []byte
+	if dom.Ramdisk != "" {
+		var err error
+		if ramdisk, err = os.ReadFile(dom.Ramdisk); err != nil {
+			return cli.Exit(fmt.Sprintf("ramdisk: %v", err), 1)
+		}
+	}
+	for {
+		opts := vmm.Options{
+			Name: dom.Name, MemoryMiB: dom.Memory, MaxMemMiB: dom.MaxMem, VCPUs: dom.VCPUs,
+			Kernel: img, Ramdisk: ramdisk, Cmdline: dom.Cmdline,
+			Console: a.stdout, Log: a.log, Trace: trace,
+		}
+		if console {
+			opts.ConsoleIn = os.Stdin
+		}
+		d, err := vmm.New(opts)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: cannot build the domain: %v", path, err), 1)
+		}
+		a.log.Info("domain started", "name", dom.Name, "memory_mib", dom.Memory, "vcpus", dom.VCPUs, "kernel", dom.Kernel)
+		exit, err := d.Run(ctx)
+		uptime := d.Uptime()
+		if trace {
+			a.printTrace(d.Trace())
+		}
+		d.Close()
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: %v", dom.Name, err), 1)
+		}
+		a.log.Info("domain stopped", "name", dom.Name, "reason", exit.String(), "uptime", uptime.Round(1e6))
+		action := actionFor(dom, exit)
+		switch action {
+		case config.ActionRestart, config.ActionRenameRestart, config.ActionCoredumpRestart, config.ActionSoftReset:
+			if ctx.Err() == nil {
+				a.log.Info("restarting the domain", "on", exit.String(), "action", string(action))
+				continue
+			}
+		}
+		if exit.Reason == abi.SHUTDOWN_poweroff {
+			return nil
+		}
+		return cli.Exit(fmt.Sprintf("%s: domain stopped: %s (%s)", dom.Name, exit.String(), action), exitCode(exit))
+	}
+}
+
+// actionFor is the on_* action for how the domain ended.
+func actionFor(dom *config.Domain, e vmm.Exit) config.Action {
+	switch e.Reason {
+	case abi.SHUTDOWN_poweroff:
+		return dom.OnPoweroff
+	case abi.SHUTDOWN_reboot:
+		return dom.OnReboot
+	case abi.SHUTDOWN_watchdog:
+		return dom.OnWatchdog
+	case abi.SHUTDOWN_soft_reset:
+		return dom.OnSoftReset
+	}
+	return dom.OnCrash
+}
+
+// exitCode: 0 poweroff, 2 reboot, 3 crash, 4 killed by xenvmm, 5 other.
+func exitCode(e vmm.Exit) int {
+	switch e.Reason {
+	case abi.SHUTDOWN_poweroff:
+		return 0
+	case abi.SHUTDOWN_reboot:
+		return 2
+	case abi.SHUTDOWN_crash:
+		return 3
+	case vmm.ReasonError:
+		return 4
+	}
+	return 5
+}
+
+func (a *app) printTrace(t []vmm.TraceEntry) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "hypercalls made by the guest (%d kinds):\n", len(t))
+	var total uint64
+	for _, e := range t {
+		fmt.Fprintf(&b, "  %-28s subop %-4d %10d\n", e.Hypercall, e.Subop, e.Count)
+		total += e.Count
+	}
+	fmt.Fprintf(&b, "  %-28s           %10d\n", "total", total)
+	fmt.Fprint(a.stderr, b.String())
 }

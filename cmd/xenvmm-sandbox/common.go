@@ -35,7 +35,7 @@ func baseOptions(cmd *cli.Command, dir string, log *slog.Logger) (sandbox.Option
 	return sandbox.Options{
 		Kernel: kernel, ModulesDir: mods, Init: initBin,
 		MemoryMiB: int(cmd.Int("memory")), CPUs: int(cmd.Int("cpus")),
-		Timeout: cmd.Duration("timeout"), Log: log,
+		Timeout: cmd.Duration("timeout"), Log: log, KernelLog: cmd.Bool("kernel-log"),
 		Files: map[string]string{},
 	}, nil
 }

@@ -31,6 +31,7 @@ func main() {
 			&cli.IntFlag{Name: "memory", Value: 3072, Usage: "sandbox memory in MiB"},
 			&cli.IntFlag{Name: "cpus", Value: 2, Usage: "sandbox vCPUs"},
 			&cli.DurationFlag{Name: "timeout", Value: 0, Usage: "limit for the whole sandbox run (default 20m)"},
+			&cli.BoolFlag{Name: "kernel-log", Usage: "show the sandbox kernel's own messages"},
 		},
 		Commands: []*cli.Command{testCommand(log), execCommand(log)},
 	}

@@ -44,6 +44,8 @@ type Options struct {
 	// Stdin, if set, is fed to the sandbox's serial console.
 	Stdin io.Reader
 	Log   *slog.Logger
+	// KernelLog shows the sandbox kernel's own messages (loglevel 7).
+	KernelLog bool
 }
 
 // Result is what a sandbox run reported.
@@ -176,6 +178,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	opts.Log.Info("sandbox initramfs written", "bytes", size, "modules", len(mods), "files", len(opts.Files))
 
+	loglevel := "3"
+	if opts.KernelLog {
+		loglevel = "7"
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	args := []string{
@@ -184,7 +190,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
 		"-serial", "stdio",
 		"-kernel", opts.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet loglevel=3",
+		"-append", "console=ttyS0 panic=-1 quiet loglevel=" + loglevel,
 	}
 	cmd := exec.CommandContext(ctx, opts.QEMU, args...)
 	cmd.WaitDelay = 5 * time.Second

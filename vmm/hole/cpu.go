@@ -69,3 +69,17 @@ func (c CPU) MSRs() []kvm.MSREntry {
 		{Index: MSRSysenterEIP, Data: c.SysenterEIP},
 	}
 }
+
+// Ring-0 segments of the VMM's own code (the chain runs with them).
+var (
+	Ring0CSSeg = kvm.Segment{Selector: Ring0CS, Limit: 0xffffffff, Type: 11, Present: 1, S: 1, L: 1, G: 1}
+	Ring0SSSeg = kvm.Segment{Selector: Ring0DS, Limit: 0xffffffff, Type: 3, Present: 1, S: 1, DB: 1, G: 1}
+)
+
+// Ring0Sregs is Sregs with ring-0 CS/SS: the state in which the vCPU
+// starts its first return chain.
+func (c CPU) Ring0Sregs(cr3 uint64) kvm.Sregs {
+	s := c.Sregs(cr3)
+	s.CS, s.SS = Ring0CSSeg, Ring0SSSeg
+	return s
+}

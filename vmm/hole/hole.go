@@ -314,6 +314,7 @@ func (l *Layout) Build(mem []byte) error {
 	for off := 0; off <= sysenterOff; off += stubStride {
 		copy(stubs[off:], []byte{0xf4, 0xeb, 0xfd})
 	}
+	copy(stubs[chainOff:], chainCode)
 	// IDT: an interrupt gate per vector to its stub.
 	idt := page(l.idtPg)
 	for v := 0; v < 256; v++ {

@@ -1,0 +1,507 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/xenvmm/xenvmm/vmm/hole"
+	"github.com/xenvmm/xenvmm/xenabi/abi"
+	"github.com/xenvmm/xenvmm/xenabi/guestmem"
+)
+
+// The PV MMU (xen.h mmu_update/update_va_mapping/mmuext_op; Xen's
+// arch/x86/mm.c and pv/ro-page-fault.c). With the identity P2M the guest's
+// page tables hold guest-physical addresses that KVM's nested paging
+// walks directly, so the MMU mostly writes what the guest asks. What Xen
+// enforces, and the guest relies on, is kept:
+//   - every present entry carries _PAGE_USER (the guest kernel runs at
+//     CPL3), added on every update, as Xen's adjust_guest_l*e does;
+//   - entries may map only the guest's RAM and the pages Xen shares with
+//     it (shared info, grant frames), never the hypervisor hole's pages;
+//   - every L4 in use carries the hypervisor's slots 256–271;
+//   - frames in use as page tables are known ("typed"), so that the
+//     guest kernel's direct writes to them fault and are emulated
+//     (writable page tables).
+type mmu struct {
+	d *Domain
+	// mu guards the maps.
+	mu     sync.Mutex
+	types  map[uint64]int // frame → page-table level (1..4)
+	pinned map[uint64]int // frame → pinned level
+}
+
+func newMMU(d *Domain) *mmu {
+	return &mmu{d: d, types: map[uint64]int{}, pinned: map[uint64]int{}}
+}
+
+func (m *mmu) setType(pfn uint64, level int) {
+	m.mu.Lock()
+	m.types[pfn] = level
+	m.mu.Unlock()
+}
+
+// typeOf is the page-table level of frame pfn, 0 if it is not one.
+func (m *mmu) typeOf(pfn uint64) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.types[pfn]
+}
+
+// mappable reports whether a guest PTE may point at machine frame mfn.
+func (d *Domain) mappable(mfn uint64) bool {
+	return d.isRAM(mfn) || (mfn >= d.xenheapPFN && mfn < d.xenheapPFN+xenheapPages)
+}
+
+// adjust is the guest entry as it goes into a page table: present entries
+// gain _PAGE_USER. ok is false for an entry Xen would refuse: a frame the
+// guest does not own, or a superpage.
+func (d *Domain) adjust(e uint64, level int) (uint64, bool) {
+	if e&guestmem.PTEPresent == 0 {
+		return e, true
+	}
+	mfn := (e & guestmem.PTEAddrMask) >> guestmem.PageShift
+	if level > 1 && e&guestmem.PTEPSE != 0 {
+		return e, false // PV guests get no superpages
+	}
+	if level > 1 && !d.isRAM(mfn) || level == 1 && !d.mappable(mfn) {
+		return e, false
+	}
+	return e | guestmem.PTEUser, true
+}
+
+// validate types the table at pfn as level (and, recursively, the tables
+// it points to), adjusting its entries (get_page_type for PGT_lN_page_table).
+func (m *mmu) validate(pfn uint64, level int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.validateLocked(pfn, level, 0)
+}
+
+func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
+	if t, ok := m.types[pfn]; ok {
+		if t != level {
+			return false
+		}
+		if level == 4 {
+			m.writeHoleSlots(pfn)
+		}
+		return true
+	}
+	if depth > 4 || !m.d.isRAM(pfn) {
+		return false
+	}
+	page, err := m.d.space.Page(pfn)
+	if err != nil {
+		return false
+	}
+	for i := 0; i < 512; i++ {
+		if level == 4 && i >= hole.FirstSlot && i <= hole.LastSlot {
+			continue
+		}
+		e := binary.LittleEndian.Uint64(page[i*8:])
+		if e&guestmem.PTEPresent == 0 {
+			continue
+		}
+		ne, ok := m.d.adjust(e, level)
+		if !ok {
+			return false
+		}
+		if level > 1 {
+			if !m.validateLocked((ne&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, depth+1) {
+				return false
+			}
+		}
+		if ne != e {
+			binary.LittleEndian.PutUint64(page[i*8:], ne)
+		}
+	}
+	m.types[pfn] = level
+	if level == 4 {
+		m.writeHoleSlots(pfn)
+	}
+	return true
+}
+
+func (m *mmu) writeHoleSlots(pfn uint64) {
+	page, err := m.d.space.Page(pfn)
+	if err != nil {
+		return
+	}
+	for i, e := range m.d.layout.L4Entries() {
+		binary.LittleEndian.PutUint64(page[(hole.FirstSlot+i)*8:], e)
+	}
+}
+
+// useAsBase validates an L4 that a vCPU is about to load into CR3.
+func (m *mmu) useAsBase(cr3 uint64) error {
+	if !m.validate(cr3>>guestmem.PageShift, 4) {
+		return errBadTable
+	}
+	return nil
+}
+
+type mmuError string
+
+func (e mmuError) Error() string { return string(e) }
+
+const errBadTable = mmuError("not a valid L4 page table")
+
+// writeEntry performs one page-table update at machine address ptr
+// (MMU_NORMAL_PT_UPDATE): in a typed table the entry is adjusted and what
+// it points to validated; in any other frame it is a plain write, as Xen
+// does for a writable page.
+func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
+	pfn := ptr >> guestmem.PageShift
+	if ptr%8 != 0 || !m.d.isRAM(pfn) {
+		return abi.EINVAL
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	level := m.types[pfn]
+	if level == 4 {
+		if idx := (ptr & 0xfff) / 8; idx >= hole.FirstSlot && idx <= hole.LastSlot {
+			return abi.EINVAL // is_guest_l4_slot
+		}
+	}
+	if level > 0 {
+		ne, ok := m.d.adjust(val, level)
+		if !ok {
+			return abi.EINVAL
+		}
+		if level > 1 && ne&guestmem.PTEPresent != 0 {
+			if !m.validateLocked((ne&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, 0) {
+				return abi.EINVAL
+			}
+		}
+		val = ne
+	}
+	b, err := m.d.space.Slice(ptr, 8)
+	if err != nil {
+		return abi.EFAULT
+	}
+	if preserveAD {
+		old := binary.LittleEndian.Uint64(b)
+		val |= old & (guestmem.PTEAccessed | guestmem.PTEDirty)
+	}
+	guestmem.Store64(b, 0, val)
+	if level == 1 && val&guestmem.PTEPresent != 0 && val&guestmem.PTEWrite != 0 {
+		m.untypeLocked((val & guestmem.PTEAddrMask) >> guestmem.PageShift)
+	}
+	return 0
+}
+
+// untypeLocked drops the page-table type of a frame the guest maps
+// writable again (it must have stopped using it as a page table: Xen
+// would refuse the writable mapping otherwise), unless it is pinned.
+func (m *mmu) untypeLocked(pfn uint64) {
+	if _, ok := m.types[pfn]; !ok {
+		return
+	}
+	if _, pinned := m.pinned[pfn]; pinned {
+		return
+	}
+	for _, v := range m.d.vcpus {
+		if v.cr3Kernel>>guestmem.PageShift == pfn || v.cr3User>>guestmem.PageShift == pfn {
+			return
+		}
+	}
+	delete(m.types, pfn)
+}
+
+// hcMMUUpdate: HYPERVISOR_mmu_update(reqs, count, success_count, foreigndom).
+func (v *VCPU) hcMMUUpdate(a hcArgs) uint64 {
+	v.d.trace.count(abi.HYPERVISOR_mmu_update, 0)
+	reqs, count, doneVA, dom := a[0], a[1], a[2], uint16(a[3])
+	if dom != abi.DOMID_SELF && dom != v.d.domid {
+		return errno(abi.ESRCH)
+	}
+	if count > 1<<20 {
+		return errno(abi.EINVAL)
+	}
+	var ret uint64
+	i := uint64(0)
+	flush := false
+	for ; i < count; i++ {
+		var b [abi.MMUUpdateSize]byte
+		if err := v.copyFrom(reqs+i*abi.MMUUpdateSize, b[:]); err != nil {
+			ret = errno(abi.EFAULT)
+			break
+		}
+		ptr, val := binary.LittleEndian.Uint64(b[0:]), binary.LittleEndian.Uint64(b[8:])
+		cmd := ptr & 3
+		ptr &^= 3
+		var e abi.Errno
+		switch cmd {
+		case abi.MMU_NORMAL_PT_UPDATE, abi.MMU_PT_UPDATE_PRESERVE_AD:
+			e = v.d.mmu.writeEntry(ptr, val, cmd == abi.MMU_PT_UPDATE_PRESERVE_AD)
+			flush = true
+		case abi.MMU_MACHPHYS_UPDATE:
+			mfn := ptr >> guestmem.PageShift
+			if !v.d.isRAM(mfn) {
+				e = abi.EINVAL
+			} else if err := v.d.layout.M2PSet(v.d.holeMem.Bytes(), mfn, val); err != nil {
+				e = abi.EINVAL
+			}
+		default:
+			e = abi.ENOSYS
+		}
+		if e != 0 {
+			ret = errno(e)
+			break
+		}
+	}
+	if doneVA != 0 {
+		v.write64(doneVA, i)
+	}
+	_ = flush // Xen does not flush after mmu_update; the guest asks for flushes.
+	return ret
+}
+
+// hcUpdateVAMapping: HYPERVISOR_update_va_mapping(va, val, flags): write
+// the L1 entry that maps va in the current page tables, then flush.
+func (v *VCPU) hcUpdateVAMapping(a hcArgs) uint64 {
+	v.d.trace.count(abi.HYPERVISOR_update_va_mapping, 0)
+	return v.updateVAMapping(a[0], a[1], a[2])
+}
+
+func (v *VCPU) hcUpdateVAMappingOtherdomain(a hcArgs) uint64 {
+	v.d.trace.count(abi.HYPERVISOR_update_va_mapping_otherdomain, 0)
+	if dom := uint16(a[3]); dom != abi.DOMID_SELF && dom != v.d.domid {
+		return errno(abi.ESRCH)
+	}
+	return v.updateVAMapping(a[0], a[1], a[2])
+}
+
+func (v *VCPU) updateVAMapping(va, val, flags uint64) uint64 {
+	if !guestmem.Canonical(va) || va >= hole.VirtStart && va < hole.VirtEnd {
+		return errno(abi.EINVAL)
+	}
+	l1e, ok := v.l1EntryAddr(va)
+	if !ok {
+		return errno(abi.EINVAL)
+	}
+	if e := v.d.mmu.writeEntry(l1e, val, false); e != 0 {
+		return errno(e)
+	}
+	switch flags & abi.UVMF_FLUSHTYPE_MASK {
+	case abi.UVMF_INVLPG:
+		v.flush(flags, va)
+	case abi.UVMF_TLB_FLUSH:
+		v.flush(flags, 0)
+	}
+	return 0
+}
+
+// l1EntryAddr finds the machine address of the L1 entry mapping va in the
+// current page tables (the L1 must exist).
+func (v *VCPU) l1EntryAddr(va uint64) (uint64, bool) {
+	table := v.currentCR3() &^ 0xfff
+	for level := 4; level > 1; level-- {
+		shift := uint(12 + 9*(level-1))
+		e, err := v.d.space.Read64(table + ((va>>shift)&511)*8)
+		if err != nil || e&guestmem.PTEPresent == 0 || e&guestmem.PTEPSE != 0 {
+			return 0, false
+		}
+		table = e & guestmem.PTEAddrMask
+	}
+	return table + ((va>>12)&511)*8, true
+}
+
+// flush flushes the TLB of this vCPU (and others per UVMF_ALL/MULTI):
+// va != 0 for one page.
+func (v *VCPU) flush(flags, va uint64) {
+	local := func() {
+		if va != 0 {
+			v.chain.Invlpg(va)
+		} else {
+			v.chain.LoadCR3(v.currentCR3())
+		}
+	}
+	local()
+	if flags&abi.UVMF_ALL != 0 {
+		v.d.flushOthers(v)
+	} else if mask := flags &^ 7; mask != 0 {
+		// UVMF_MULTI: flags holds a pointer to a vCPU bitmap.
+		bits, err := v.read64(mask)
+		if err == nil {
+			v.d.flushMask(v, bits)
+		}
+	}
+}
+
+func (d *Domain) flushOthers(self *VCPU) {
+	for _, o := range d.vcpus {
+		if o != self {
+			o.requestFlush()
+		}
+	}
+}
+
+func (d *Domain) flushMask(self *VCPU, bits uint64) {
+	for i, o := range d.vcpus {
+		if i < 64 && bits&(1<<i) != 0 && o != self {
+			o.requestFlush()
+		}
+	}
+}
+
+func (v *VCPU) requestFlush() {
+	v.mailbox.Lock()
+	v.flushTLB = true
+	v.mailbox.Unlock()
+	v.kick()
+}
+
+// hcMMUExtOp: HYPERVISOR_mmuext_op(ops, count, success_count, foreigndom).
+func (v *VCPU) hcMMUExtOp(a hcArgs) uint64 {
+	ops, count, doneVA, dom := a[0], a[1], a[2], uint16(a[3])
+	if dom != abi.DOMID_SELF && dom != v.d.domid {
+		return errno(abi.ESRCH)
+	}
+	if count > 1<<20 {
+		return errno(abi.EINVAL)
+	}
+	var ret uint64
+	i := uint64(0)
+	for ; i < count; i++ {
+		var b [abi.MMUExtOpSize]byte
+		if err := v.copyFrom(ops+i*abi.MMUExtOpSize, b[:]); err != nil {
+			ret = errno(abi.EFAULT)
+			break
+		}
+		cmd := uint64(binary.LittleEndian.Uint32(b[0:]))
+		arg1, arg2 := binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:])
+		v.d.trace.count(abi.HYPERVISOR_mmuext_op, cmd)
+		if e := v.mmuext(cmd, arg1, arg2); e != 0 {
+			ret = errno(e)
+			break
+		}
+	}
+	if doneVA != 0 {
+		v.write64(doneVA, i)
+	}
+	return ret
+}
+
+func (v *VCPU) mmuext(cmd, arg1, arg2 uint64) abi.Errno {
+	m := v.d.mmu
+	switch cmd {
+	case abi.MMUEXT_PIN_L1_TABLE, abi.MMUEXT_PIN_L2_TABLE, abi.MMUEXT_PIN_L3_TABLE, abi.MMUEXT_PIN_L4_TABLE:
+		level := int(cmd-abi.MMUEXT_PIN_L1_TABLE) + 1
+		m.mu.Lock()
+		_, already := m.pinned[arg1]
+		m.mu.Unlock()
+		if already {
+			return abi.EINVAL
+		}
+		if !m.validate(arg1, level) {
+			return abi.EINVAL
+		}
+		m.mu.Lock()
+		m.pinned[arg1] = level
+		m.mu.Unlock()
+		return 0
+	case abi.MMUEXT_UNPIN_TABLE:
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if _, ok := m.pinned[arg1]; !ok {
+			return abi.EINVAL
+		}
+		delete(m.pinned, arg1)
+		return 0
+	case abi.MMUEXT_NEW_BASEPTR:
+		cr3 := arg1 << guestmem.PageShift
+		if err := m.useAsBase(cr3); err != nil {
+			return abi.EINVAL
+		}
+		v.cr3Kernel = cr3
+		if v.kernelMode {
+			v.chain.LoadCR3(cr3)
+		}
+		return 0
+	case abi.MMUEXT_NEW_USER_BASEPTR:
+		if arg1 == 0 {
+			v.cr3User = 0
+			return 0
+		}
+		cr3 := arg1 << guestmem.PageShift
+		if err := m.useAsBase(cr3); err != nil {
+			return abi.EINVAL
+		}
+		v.cr3User = cr3
+		if !v.kernelMode {
+			v.chain.LoadCR3(cr3)
+		}
+		return 0
+	case abi.MMUEXT_TLB_FLUSH_LOCAL:
+		v.chain.LoadCR3(v.currentCR3())
+		return 0
+	case abi.MMUEXT_INVLPG_LOCAL:
+		if guestmem.Canonical(arg1) {
+			v.chain.Invlpg(arg1)
+		}
+		return 0
+	case abi.MMUEXT_TLB_FLUSH_ALL:
+		v.chain.LoadCR3(v.currentCR3())
+		v.d.flushOthers(v)
+		return 0
+	case abi.MMUEXT_INVLPG_ALL:
+		if guestmem.Canonical(arg1) {
+			v.chain.Invlpg(arg1)
+		}
+		v.d.flushOthers(v)
+		return 0
+	case abi.MMUEXT_TLB_FLUSH_MULTI, abi.MMUEXT_INVLPG_MULTI:
+		bits, err := v.read64(arg2)
+		if err != nil {
+			return abi.EFAULT
+		}
+		if bits&(1<<v.id) != 0 {
+			if cmd == abi.MMUEXT_INVLPG_MULTI && guestmem.Canonical(arg1) {
+				v.chain.Invlpg(arg1)
+			} else {
+				v.chain.LoadCR3(v.currentCR3())
+			}
+		}
+		v.d.flushMask(v, bits)
+		return 0
+	case abi.MMUEXT_FLUSH_CACHE, abi.MMUEXT_FLUSH_CACHE_GLOBAL:
+		return 0 // nothing to do with coherent guest memory
+	case abi.MMUEXT_SET_LDT:
+		return v.setLDT(arg1, arg2)
+	case abi.MMUEXT_CLEAR_PAGE:
+		if !v.d.isRAM(arg1) || m.typeOf(arg1) != 0 {
+			return abi.EINVAL
+		}
+		p, _ := v.d.space.Page(arg1)
+		clear(p)
+		return 0
+	case abi.MMUEXT_COPY_PAGE:
+		if !v.d.isRAM(arg1) || !v.d.isRAM(arg2) || m.typeOf(arg1) != 0 {
+			return abi.EINVAL
+		}
+		dst, _ := v.d.space.Page(arg1)
+		src, _ := v.d.space.Page(arg2)
+		copy(dst, src)
+		return 0
+	case abi.MMUEXT_MARK_SUPER, abi.MMUEXT_UNMARK_SUPER:
+		return abi.EOPNOTSUPP
+	}
+	v.d.unknown("mmuext_op " + itoa(cmd))
+	return abi.ENOSYS
+}
+
+// setLDT records the guest's LDT (MMUEXT_SET_LDT). A 64-bit PV guest
+// rarely uses one; xenvmm accepts only an empty LDT for now.
+func (v *VCPU) setLDT(base, ents uint64) abi.Errno {
+	if ents == 0 {
+		v.ldtBase, v.ldtEnts = 0, 0
+		v.chain.LLDT(0)
+		return 0
+	}
+	if ents > 8192 || base%8 != 0 || !guestmem.Canonical(base) {
+		return abi.EINVAL
+	}
+	v.d.unknown("MMUEXT_SET_LDT with a non-empty LDT")
+	return abi.ENOSYS
+}

@@ -1,0 +1,379 @@
+package vmm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/xenvmm/xenvmm/loader"
+	"github.com/xenvmm/xenvmm/vmm/hole"
+	"github.com/xenvmm/xenvmm/vmm/kvm"
+	"github.com/xenvmm/xenvmm/xenabi/abi"
+	"github.com/xenvmm/xenvmm/xenabi/guestmem"
+)
+
+// RFLAGS bits.
+const (
+	flagCF   = 1 << 0
+	flagTF   = 1 << 8
+	flagIF   = 1 << 9
+	flagDF   = 1 << 10
+	flagIOPL = 3 << 12
+	flagNT   = 1 << 14
+	flagRF   = 1 << 16
+	flagVM   = 1 << 17
+	flagAC   = 1 << 18
+)
+
+// trapInfo is one entry of the guest's virtual IDT (struct trap_info,
+// set by HYPERVISOR_set_trap_table).
+type trapInfo struct {
+	flags   uint8 // DPL in bits 0-1, TI_FLAG_IF (mask events) in bit 2
+	cs      uint16
+	address uint64
+}
+
+// callback is a registered guest entry point (callback.h).
+type callback struct {
+	address uint64
+	flags   uint16 // CALLBACKF_mask_events
+}
+
+// VCPU is one virtual CPU of a PV domain. All its fields except the
+// mailbox are owned by its goroutine.
+type VCPU struct {
+	id  int
+	d   *Domain
+	kv  *kvm.VCPU
+	cpu hole.CPU
+
+	online      bool
+	initialised bool
+	// regs are the guest's general registers while Go handles an exit;
+	// frame is where the guest resumes (RIP, CS, RFLAGS, RSP, SS).
+	regs  kvm.Regs
+	frame hole.Frame
+	chain hole.Chain
+	// where says what KVM's register state is while Go handles an exit.
+	where    position
+	fatal    error // set by a hypercall that must kill the domain
+	modified bool  // regs/frame changed since an interruption in guest code
+
+	// The PV CPU state Xen keeps in struct vcpu / arch_vcpu.
+	kernelMode          bool
+	cr3Kernel, cr3User  uint64 // guest_table, guest_table_user (machine addresses)
+	kernelSP, kernelSS  uint64
+	traps               [256]trapInfo
+	cbEvent, cbFailsafe callback
+	cbSyscall           callback
+	cbSyscall32         callback
+	cbSysenter          callback
+	cbNMI               callback
+	gdtFrames           []uint64
+	gdtEnts             uint64
+	ldtBase, ldtEnts    uint64
+	iopl                uint64
+	fsBase              uint64
+	gsBaseKernel        uint64
+	gsBaseUser          uint64
+	fpuTS               bool
+	debugreg            [8]uint64
+	vcpuInfoGPA         uint64 // where this vCPU's vcpu_info lives
+	vcpuInfoMoved       bool
+	runstateVA          uint64
+	timeVA              uint64
+
+	// Time (see time.go).
+	tscKHz        uint32
+	clk           vcpuClock
+	singleshot    *time.Timer
+	periodic      *time.Ticker
+	periodicStop  chan struct{}
+	timerDeadline uint64
+
+	// mailbox guards what other goroutines post to this vCPU.
+	mailbox  sync.Mutex
+	wake     chan struct{}
+	flushTLB bool // another vCPU asked for a full TLB flush
+}
+
+func (d *Domain) newVCPU(id int) (*VCPU, error) {
+	kv, err := d.vm.CreateVCPU(id)
+	if err != nil {
+		return nil, err
+	}
+	v := &VCPU{id: id, d: d, kv: kv, cpu: d.layout.CPU(id), wake: make(chan struct{}, 1)}
+	v.vcpuInfoGPA = d.xenheapPFN*guestmem.PageSize + uint64(id)*abi.VCPUInfoSize
+	if err := kv.SetCPUID(d.cpuid.kvmEntries()); err != nil {
+		return nil, fmt.Errorf("vmm: vCPU %d: %w", id, err)
+	}
+	if err := kv.SetMSRs(v.cpu.MSRs()); err != nil {
+		return nil, fmt.Errorf("vmm: vCPU %d: %w", id, err)
+	}
+	if khz, err := kv.TSCKHz(); err == nil {
+		v.tscKHz = khz
+	}
+	return v, nil
+}
+
+func (v *VCPU) close() {
+	if v.singleshot != nil {
+		v.singleshot.Stop()
+	}
+	v.stopPeriodic()
+	if v.kv != nil {
+		v.kv.Close()
+	}
+}
+
+// bootState sets the start-of-day vCPU state (vcpu_x86_64 in libxc):
+// kernel mode at the entry point, RSI = start_info, RSP = boot stack.
+func (v *VCPU) bootState(b *loader.Built) error {
+	v.kernelMode = true
+	v.cr3Kernel = b.CR3
+	v.kernelSS = hole.FlatRing3DS
+	v.kernelSP = b.StackTop
+	v.regs = kvm.Regs{RSI: b.StartInfoVA}
+	v.frame = hole.Frame{RIP: b.Entry, CS: hole.FlatRing3CS64, RFLAGS: flagIF | 2, RSP: b.StackTop, SS: hole.FlatRing3DS}
+	s := v.cpu.Ring0Sregs(b.CR3)
+	if err := v.kv.SetSregs(&s); err != nil {
+		return err
+	}
+	v.d.clock.initVCPU(v)
+	v.initialised = true
+	return nil
+}
+
+// kick makes the vCPU look at its mailbox and pending events soon: it
+// wakes it from a blocked wait or interrupts KVM_RUN.
+func (v *VCPU) kick() {
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+	v.kv.Kick()
+}
+
+// position is where the vCPU stopped, which decides how it resumes.
+type position int
+
+const (
+	// atStub: halted in a ring-0 stub; resume through a return chain.
+	atStub position = iota
+	// inGuest: interrupted in guest code (CPL3); regs and frame are its
+	// state. Resume as is, or through a chain if Go changed them.
+	inGuest
+	// inChain: interrupted part-way through a return chain; let it
+	// finish.
+	inChain
+)
+
+// errStop ends the vCPU loop.
+type stopError struct{}
+
+func (stopError) Error() string { return "vCPU stopped" }
+
+// loop runs the vCPU until the domain stops.
+func (v *VCPU) loop(ctx context.Context) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	v.kv.BindThread()
+	for !v.d.stopped() {
+		if !v.online {
+			select {
+			case <-v.wake:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		if err := v.step(); err != nil {
+			if _, ok := err.(stopError); !ok {
+				v.d.crash("vCPU %d: %v", v.id, err)
+			}
+			return
+		}
+	}
+}
+
+// step delivers pending events, resumes the guest, and handles one exit.
+func (v *VCPU) step() error {
+	v.takeMail()
+	if v.where != inChain {
+		v.maybeRefreshTime()
+	}
+	v.deliverEvents()
+	if err := v.commit(); err != nil {
+		return err
+	}
+	err := v.kv.Run()
+	if kvm.IsInterrupted(err) {
+		v.kv.SetImmediateExit(false)
+		return v.interrupted()
+	}
+	if err != nil {
+		return err
+	}
+	switch r := v.kv.ExitReason(); r {
+	case kvm.ExitHLT:
+		return v.stubExit()
+	case kvm.ExitShutdown:
+		return fmt.Errorf("triple fault (KVM_EXIT_SHUTDOWN) at guest rip %#x", v.frame.RIP)
+	case kvm.ExitFailEntry:
+		return fmt.Errorf("VM entry failed: hardware reason %#x", v.kv.FailEntryReason())
+	case kvm.ExitInternalError:
+		sub, data := v.kv.InternalError()
+		return fmt.Errorf("KVM internal error %d %x", sub, data)
+	case kvm.ExitIO:
+		io, _ := v.kv.IO()
+		return fmt.Errorf("unexpected port I/O exit (port %#x) — PV guests have no I/O ports", io.Port)
+	case kvm.ExitMMIO:
+		m := v.kv.MMIO()
+		return fmt.Errorf("guest touched unbacked physical memory at %#x (write=%v)", m.PhysAddr, m.IsWrite)
+	default:
+		return fmt.Errorf("unexpected KVM exit %s", kvm.ExitName(r))
+	}
+}
+
+// commit makes KVM's state the resume state.
+func (v *VCPU) commit() error {
+	switch {
+	case v.where == inChain:
+		return nil
+	case v.where == inGuest && !v.modified && v.chain.Len() == 0:
+		return nil
+	case v.where == inGuest:
+		// The vCPU is at CPL3; the chain needs ring 0.
+		var s kvm.Sregs
+		if err := v.kv.GetSregs(&s); err != nil {
+			return err
+		}
+		s.CS, s.SS = hole.Ring0CSSeg, hole.Ring0SSSeg
+		if err := v.kv.SetSregs(&s); err != nil {
+			return err
+		}
+	}
+	stack, err := v.d.space.Slice(v.cpu.StackTopGPA-guestmem.PageSize, guestmem.PageSize)
+	if err != nil {
+		return err
+	}
+	f := v.frame
+	f.RFLAGS = (f.RFLAGS | flagIF | 2) &^ (flagIOPL | flagVM)
+	rsp, ok := v.chain.Place(stack, v.cpu.StackTop, f)
+	if !ok {
+		return fmt.Errorf("return chain of %d words does not fit the ring-0 stack", v.chain.Len())
+	}
+	v.chain.Reset()
+	r := v.regs
+	r.RIP = hole.StubRet
+	r.RSP = rsp
+	r.RFLAGS = 2
+	if err := v.kv.SetRegs(&r); err != nil {
+		return err
+	}
+	v.where = atStub
+	v.modified = false
+	return nil
+}
+
+// interrupted handles KVM_RUN returning EINTR (a kick, or a Go runtime
+// signal). If the vCPU was in guest code, its state becomes the resume
+// state so that events can be delivered; if it was part-way through a
+// return chain, it simply continues.
+func (v *VCPU) interrupted() error {
+	var r kvm.Regs
+	if err := v.kv.GetRegs(&r); err != nil {
+		return err
+	}
+	if hole.InStubs(r.RIP) {
+		v.where = inChain
+		return nil
+	}
+	var s kvm.Sregs
+	if err := v.kv.GetSregs(&s); err != nil {
+		return err
+	}
+	v.regs = r
+	v.frame = hole.Frame{RIP: r.RIP, CS: uint64(s.CS.Selector), RFLAGS: r.RFLAGS, RSP: r.RSP, SS: uint64(s.SS.Selector)}
+	v.where = inGuest
+	v.modified = false
+	return nil
+}
+
+// stubExit handles a HLT in one of the hole's stubs.
+func (v *VCPU) stubExit() error {
+	v.where = atStub
+	if err := v.kv.GetRegs(&v.regs); err != nil {
+		return err
+	}
+	kind, vec := hole.Classify(v.regs.RIP)
+	switch kind {
+	case hole.ExitSyscall:
+		// SYSCALL saved the return RIP and RFLAGS in RCX and R11; RSP is
+		// the guest's.
+		v.frame = hole.Frame{RIP: v.regs.RCX, RFLAGS: v.regs.R11, RSP: v.regs.RSP}
+		v.setModeSelectors()
+		return v.syscall()
+	case hole.ExitVector:
+		n := uint64(5)
+		if hole.HasErrorCode(vec) {
+			n = 6
+		}
+		raw, err := v.d.space.Slice(v.cpu.StackTopGPA-n*8, n*8)
+		if err != nil {
+			return err
+		}
+		w := func(i uint64) uint64 { return binary.LittleEndian.Uint64(raw[i*8:]) }
+		var ec uint64
+		i := uint64(0)
+		if n == 6 {
+			ec, i = w(0), 1
+		}
+		v.frame = hole.Frame{RIP: w(i), CS: w(i + 1), RFLAGS: w(i + 2), RSP: w(i + 3), SS: w(i + 4)}
+		if v.frame.CS&3 == 0 {
+			return fmt.Errorf("exception %d in the VMM's ring-0 code at %#x (error code %#x): the return chain failed; guest frame was rip %#x", vec, v.frame.RIP, ec, v.regs.RIP)
+		}
+		return v.exception(vec, ec)
+	case hole.ExitSysenter:
+		return fmt.Errorf("SYSENTER from a 64-bit guest")
+	}
+	return fmt.Errorf("vCPU halted at %#x outside the VMM's stubs", v.regs.RIP)
+}
+
+// setModeSelectors fills frame CS/SS for an entry that does not record
+// them (SYSCALL): Xen's lstar path uses the flat selectors.
+func (v *VCPU) setModeSelectors() {
+	v.frame.CS = hole.FlatRing3CS64
+	v.frame.SS = hole.FlatRing3DS
+}
+
+// takeMail applies requests other goroutines posted.
+func (v *VCPU) takeMail() {
+	v.mailbox.Lock()
+	flush := v.flushTLB
+	v.flushTLB = false
+	v.mailbox.Unlock()
+	if flush {
+		v.chain.LoadCR3(v.currentCR3())
+	}
+}
+
+// currentCR3 is the page-table base of the guest's current mode.
+func (v *VCPU) currentCR3() uint64 {
+	if v.kernelMode || v.cr3User == 0 {
+		return v.cr3Kernel
+	}
+	return v.cr3User
+}
+
+// vcpuInfo returns this vCPU's vcpu_info bytes.
+func (v *VCPU) vcpuInfo() []byte {
+	b, err := v.d.space.Slice(v.vcpuInfoGPA, abi.VCPUInfoSize)
+	if err != nil {
+		panic(fmt.Sprintf("vcpu_info at %#x: %v", v.vcpuInfoGPA, err)) // checked when registered
+	}
+	return b
+}
