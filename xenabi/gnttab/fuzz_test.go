@@ -175,8 +175,8 @@ func FuzzHypercall(f *testing.F) {
 				t.Fatalf("unmap of handle %d: %v", h, st)
 			}
 		}
-		if e.tab.Mapped() != 0 {
-			t.Fatalf("%d handles left", e.tab.Mapped())
+		if e.tab.GuestMaps() != 0 {
+			t.Fatalf("%d handles left", e.tab.GuestMaps())
 		}
 		checkPins(t, e.tab)
 		e.tab.mu.RLock()

@@ -312,7 +312,7 @@ func TestGuestMap(t *testing.T) {
 				if h != 0xeeee || bus != 0xbbbb {
 					t.Fatal("failed map wrote handle or dev_bus_addr")
 				}
-				if e.tab.Mapped() != 0 {
+				if e.tab.GuestMaps() != 0 {
 					t.Fatal("failed map kept a handle")
 				}
 				checkPins(t, e.tab)
@@ -325,15 +325,15 @@ func TestGuestMap(t *testing.T) {
 			if tt.op.flags&host != 0 && e.mapper.created[tt.op.hostAddr] != gfn {
 				t.Fatalf("PV MMU not asked to map %#x at %#x: %v", gfn, tt.op.hostAddr, e.mapper.created)
 			}
-			if e.tab.Mapped() != 1 {
-				t.Fatalf("%d handles in use", e.tab.Mapped())
+			if e.tab.GuestMaps() != 1 {
+				t.Fatalf("%d handles in use", e.tab.GuestMaps())
 			}
 			checkPins(t, e.tab)
 			if got := guestUnmap(e, tt.op.hostAddr, bus, h); got != StatusOkay {
 				t.Fatalf("unmap: %v", got)
 			}
-			if e.busy(ref) != 0 || e.tab.Mapped() != 0 {
-				t.Fatalf("after unmap: busy %#x, %d handles", e.busy(ref), e.tab.Mapped())
+			if e.busy(ref) != 0 || e.tab.GuestMaps() != 0 {
+				t.Fatalf("after unmap: busy %#x, %d handles", e.busy(ref), e.tab.GuestMaps())
 			}
 			if got := guestUnmap(e, tt.op.hostAddr, bus, h); got != StatusBadHandle {
 				t.Fatalf("second unmap: %v", got)
@@ -374,8 +374,8 @@ func TestGuestUnmap(t *testing.T) {
 		if got := guestUnmap(e, s.host, s.dev, s.handle); got != s.want {
 			t.Fatalf("%s: %v, want %v", s.name, got, s.want)
 		}
-		if e.busy(30) != s.busy || e.tab.Mapped() != s.mapped || (len(e.mapper.created) == 1) != s.hostMapped {
-			t.Fatalf("%s: busy %#x, %d handles, host mappings %v", s.name, e.busy(30), e.tab.Mapped(), e.mapper.created)
+		if e.busy(30) != s.busy || e.tab.GuestMaps() != s.mapped || (len(e.mapper.created) == 1) != s.hostMapped {
+			t.Fatalf("%s: busy %#x, %d handles, host mappings %v", s.name, e.busy(30), e.tab.GuestMaps(), e.mapper.created)
 		}
 		checkPins(t, e.tab)
 	}
@@ -395,7 +395,7 @@ func TestGuestUnmapAndReplace(t *testing.T) {
 	if st := Status(int16(le.Uint16(a[urStatus:]))); st != StatusOkay {
 		t.Fatal(st)
 	}
-	if len(e.mapper.replaced) != 1 || e.mapper.replaced[0] != 0x9000 || e.busy(30) != 0 || e.tab.Mapped() != 0 {
+	if len(e.mapper.replaced) != 1 || e.mapper.replaced[0] != 0x9000 || e.busy(30) != 0 || e.tab.GuestMaps() != 0 {
 		t.Fatalf("replace: %v, busy %#x", e.mapper.replaced, e.busy(30))
 	}
 }
@@ -405,8 +405,8 @@ func TestGuestMapPVMMUFailure(t *testing.T) {
 	e.mapper.fail = StatusBadVirtAddr
 	e.grant(30, testDom, 90, abi.GTF_permit_access)
 	st, _, _ := mapResult(guestMap(e, mapArg{0x5000, GNTMAP_host_map, 30, testDom}), 0)
-	if st != StatusBadVirtAddr || e.busy(30) != 0 || e.tab.Mapped() != 0 {
-		t.Fatalf("status %v busy %#x handles %d", st, e.busy(30), e.tab.Mapped())
+	if st != StatusBadVirtAddr || e.busy(30) != 0 || e.tab.GuestMaps() != 0 {
+		t.Fatalf("status %v busy %#x handles %d", st, e.busy(30), e.tab.GuestMaps())
 	}
 }
 

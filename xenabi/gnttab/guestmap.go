@@ -1,9 +1,6 @@
 package gnttab
 
-import (
-	"fmt"
-	"sync"
-)
+import "sync"
 
 // maptrack is the guest's table of its own grant mappings (struct
 // grant_mapping), indexed by the handle map_grant_ref returns.
@@ -56,9 +53,9 @@ func (m *maptrack) lookup(h uint32) (mapEntry, bool) {
 	return m.ents[h], true
 }
 
-// Mapped reports how many of the guest's own grant mappings exist
+// GuestMaps reports how many of the guest's own grant mappings exist
 // (maptrack handles in use).
-func (t *Table) Mapped() int {
+func (t *Table) GuestMaps() int {
 	t.mt.mu.Lock()
 	defer t.mt.mu.Unlock()
 	return len(t.mt.ents) - len(t.mt.free)
@@ -233,9 +230,4 @@ func (t *Table) unmapCommon(op *unmapOp) {
 	if done != 0 {
 		reduceStatusForPin(act, t.status(me.ref), ro)
 	}
-}
-
-// String describes a map op for test failures.
-func (op mapOp) String() string {
-	return fmt.Sprintf("map{dom %d ref %#x flags %#x → status %d handle %d bus %#x}", op.dom, op.ref, op.flags, op.status, op.handle, op.devBusAddr)
 }
