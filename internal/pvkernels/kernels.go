@@ -96,7 +96,7 @@ var Kernels = []Kernel{
 			"the boot L4 is mapped read-only at pt_base",
 			"start_info.cmd_line is NUL-terminated",
 			"xenstore and console pages sit between start_info and the page tables",
-			"XENMEM_machphys_mapping: the M2P is at MACH2PHYS_VIRT_START..END",
+			"XENMEM_machphys_mapping: the M2P starts at MACH2PHYS_VIRT_START and holds max_mfn + 1 entries",
 			"XENMEM_machphys_mapping.max_mfn covers the domain's frames",
 			"the M2P inverts the P2M: m2p[p2m[pfn]] == pfn",
 			"the M2P maps a kernel page's frame back to its pfn",
