@@ -62,7 +62,19 @@ func (v *VCPU) pageFault(ec uint64) error {
 	if !inHole {
 		// Spurious: the access is allowed now (a stale TLB entry, which
 		// the fault itself flushed).
-		if _, err := v.d.space.Walk(cr3, cr2, acc, true); err == nil {
+		if tr, err := v.d.space.Walk(cr3, cr2, acc, true); err == nil {
+			// A fault that repeats at the same place is not spurious:
+			// the hardware disagrees with this walk. Stop rather than
+			// spin.
+			if v.spurious.rip == v.frame.RIP && v.spurious.addr == cr2 {
+				v.spurious.n++
+				if v.spurious.n > 1000 {
+					return fmt.Errorf("page fault at rip %#x on %#x (error code %#x) repeats although the page tables allow it (gpa %#x, flags %#x, cr3 %#x)",
+						v.frame.RIP, cr2, ec, tr.GPA, tr.Flags, cr3)
+				}
+			} else {
+				v.spurious.rip, v.spurious.addr, v.spurious.n = v.frame.RIP, cr2, 0
+			}
 			return nil
 		}
 		// A present entry without _PAGE_USER that the guest wrote

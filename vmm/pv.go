@@ -142,6 +142,9 @@ func (v *VCPU) exception(vec int, ec uint64) error {
 		if handled, err := v.forcedEmulation(); handled || err != nil {
 			return err
 		}
+		var code [16]byte
+		v.d.space.CopyFromVirt(v.currentCR3(), v.frame.RIP, code[:], true)
+		v.d.log.Debug("reflecting #UD", "vcpu", v.id, "rip", fmt.Sprintf("%#x", v.frame.RIP), "code", fmt.Sprintf("% x", code), "history", v.historyString())
 		return v.injectTrap(vecUD, 0, false)
 	case vecNM:
 		if v.fpuTS {

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"time"
 
 	"github.com/xenvmm/xenvmm/vmm/kvm"
@@ -21,6 +22,9 @@ import (
 const (
 	msrTSC          = 0x10
 	refreshInterval = 250 * time.Millisecond
+	// remeasureInterval is how often the guest TSC's rate is measured
+	// again against the host clock.
+	remeasureInterval = 2 * time.Second
 )
 
 type clock struct {
@@ -124,10 +128,18 @@ func (v *VCPU) refreshTime() {
 	c := &v.clk
 	if c.tsc0 == 0 {
 		c.tsc0, c.ns0 = tsc, ns
-	} else if dn := ns - c.ns0; !c.measured && dn > uint64(500*time.Millisecond) && tsc > c.tsc0 {
-		// Use the TSC rate measured against the host clock.
-		c.scale = scaleFor((tsc - c.tsc0) * 1_000_000_000 / dn)
-		c.measured = true
+	} else if dn := ns - c.ns0; dn >= uint64(remeasureInterval) && tsc > c.tsc0 {
+		// Use the guest TSC's rate measured against the host clock
+		// over the last interval (128-bit arithmetic: ticks × 1e9
+		// overflows 64 bits after a few seconds).
+		hi, lo := bits.Mul64(tsc-c.tsc0, 1_000_000_000)
+		if hi < dn {
+			hz, _ := bits.Div64(hi, lo, dn)
+			c.scale = scaleFor(hz)
+			v.d.log.Debug("guest TSC rate measured", "vcpu", v.id, "hz", hz, "kvm_tsc_khz", v.tscKHz, "over", time.Duration(dn))
+			c.measured = true
+		}
+		c.tsc0, c.ns0 = tsc, ns
 	}
 	c.lastRefresh = time.Now()
 	info := v.vcpuInfo()
@@ -151,7 +163,10 @@ func writeTimeInfo(t []byte, tsc, ns uint64, s timeScale) {
 	binary.LittleEndian.PutUint64(t[abi.TimeInfoSystemTime:], ns)
 	binary.LittleEndian.PutUint32(t[abi.TimeInfoTSCToSystemMul:], s.mul)
 	t[abi.TimeInfoTSCShift] = byte(s.shift)
-	t[abi.TimeInfoFlags] = abi.XEN_PVCLOCK_TSC_STABLE
+	// Not XEN_PVCLOCK_TSC_STABLE: re-anchoring may move the
+	// extrapolated time back a little, which the guest's pvclock then
+	// hides (its last-value check) instead of trusting the TSC.
+	t[abi.TimeInfoFlags] = 0
 	guestmem.Store32(t, abi.TimeInfoVersion, ver+1)
 }
 

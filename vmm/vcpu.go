@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,12 @@ type VCPU struct {
 	// where says what KVM's register state is while Go handles an exit.
 	where    position
 	fatal    error // set by a hypercall that must kill the domain
+	history  [32]exitRecord // the last exits, for post-mortems
+	histPos  int
+	spurious struct {
+		rip, addr uint64
+		n         int
+	}
 	modified bool  // regs/frame changed since an interruption in guest code
 
 	// The PV CPU state Xen keeps in struct vcpu / arch_vcpu.
@@ -221,7 +228,7 @@ func (v *VCPU) step() error {
 	case kvm.ExitHLT:
 		return v.stubExit()
 	case kvm.ExitShutdown:
-		return fmt.Errorf("triple fault (KVM_EXIT_SHUTDOWN) at guest rip %#x", v.frame.RIP)
+		return fmt.Errorf("triple fault (KVM_EXIT_SHUTDOWN): %s", v.postMortem())
 	case kvm.ExitFailEntry:
 		return fmt.Errorf("VM entry failed: hardware reason %#x", v.kv.FailEntryReason())
 	case kvm.ExitInternalError:
@@ -310,6 +317,11 @@ func (v *VCPU) stubExit() error {
 		return err
 	}
 	kind, vec := hole.Classify(v.regs.RIP)
+	nr := v.regs.RAX
+	defer func() {
+		v.history[v.histPos%len(v.history)] = exitRecord{kind: kind, vec: vec, rip: v.frame.RIP, rax: nr, ret: v.regs.RAX, kernel: v.kernelMode, cr3: v.currentCR3(), chain: v.chain.Len()}
+		v.histPos++
+	}()
 	switch kind {
 	case hole.ExitSyscall:
 		// SYSCALL saved the return RIP and RFLAGS in RCX and R11; RSP is
@@ -376,4 +388,51 @@ func (v *VCPU) vcpuInfo() []byte {
 		panic(fmt.Sprintf("vcpu_info at %#x: %v", v.vcpuInfoGPA, err)) // checked when registered
 	}
 	return b
+}
+
+// exitRecord is one handled exit, kept for post-mortems.
+type exitRecord struct {
+	kind   hole.Exit
+	vec    int
+	rip    uint64
+	rax    uint64
+	ret    uint64
+	kernel bool
+	cr3    uint64
+	chain  int
+}
+
+// postMortem describes the vCPU's state after a fatal exit.
+func (v *VCPU) postMortem() string {
+	var b strings.Builder
+	var r kvm.Regs
+	var s kvm.Sregs
+	v.kv.GetRegs(&r)
+	v.kv.GetSregs(&s)
+	fmt.Fprintf(&b, "rip %#x rsp %#x cs %#x ss %#x cr2 %#x cr3 %#x; guest mode %s, kernel cr3 %#x user cr3 %#x",
+		r.RIP, r.RSP, s.CS.Selector, s.SS.Selector, s.CR2, s.CR3, v.modeName(), v.cr3Kernel, v.cr3User)
+	for _, slot := range []uint64{256, 260} {
+		e, _ := v.d.space.Read64(s.CR3&^0xfff + slot*8)
+		fmt.Fprintf(&b, "; L4[%d]=%#x", slot, e)
+	}
+	b.WriteString("; last exits (oldest first):")
+	b.WriteString(v.historyString())
+	return b.String()
+}
+
+func (v *VCPU) historyString() string {
+	var b strings.Builder
+	for i := 0; i < len(v.history); i++ {
+		h := v.history[(v.histPos+i)%len(v.history)]
+		if h.rip == 0 {
+			continue
+		}
+		switch h.kind {
+		case hole.ExitSyscall:
+			fmt.Fprintf(&b, " [syscall %d ret=%#x next rip=%#x kernel=%v cr3=%#x chain=%d]", h.rax, h.ret, h.rip, h.kernel, h.cr3, h.chain)
+		default:
+			fmt.Fprintf(&b, " [vec %d next rip=%#x kernel=%v cr3=%#x chain=%d]", h.vec, h.rip, h.kernel, h.cr3, h.chain)
+		}
+	}
+	return b.String()
 }

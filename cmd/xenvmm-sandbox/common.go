@@ -52,6 +52,27 @@ func goBuild(out, pkg string) error {
 	return nil
 }
 
+// buildGuestProgs builds every testdata/guestprogs/NAME statically into
+// dir and puts them at /sandbox/guestbin/NAME.
+func buildGuestProgs(opts *sandbox.Options, env *[]string, dir string) error {
+	ents, err := os.ReadDir(testenv.GuestProgsDir())
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		out := filepath.Join(dir, "guestbin", e.Name())
+		if err := goBuild(out, "./testdata/guestprogs/"+e.Name()); err != nil {
+			return err
+		}
+		opts.Files["/sandbox/guestbin/"+e.Name()] = out
+	}
+	*env = append(*env, "XENVMM_GUESTBIN=/sandbox/guestbin")
+	return nil
+}
+
 // addGuestData puts the test inputs that testenv looks for into the
 // sandbox: Debian's vmlinuz and the real guest kernels, when present.
 func addGuestData(opts *sandbox.Options, env *[]string) {
@@ -69,7 +90,7 @@ func addGuestData(opts *sandbox.Options, env *[]string) {
 		}
 		*env = append(*env, "XENVMM_GUESTS=/sandbox/guests")
 	}
-	for _, k := range []string{"CI", "XENVMM_REQUIRE_ALL"} {
+	for _, k := range []string{"CI", "XENVMM_REQUIRE_ALL", "XENVMM_DEBUG"} {
 		if v, ok := os.LookupEnv(k); ok {
 			*env = append(*env, k+"="+v)
 		}

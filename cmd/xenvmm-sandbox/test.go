@@ -99,6 +99,9 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	}
 	var env []string
 	addGuestData(&opts, &env)
+	if err := buildGuestProgs(&opts, &env, dir); err != nil {
+		return err
+	}
 	env = append(env, "XENVMM_REPO=/sandbox/src")
 	for _, p := range pkgs {
 		bin := filepath.Join(dir, strings.ReplaceAll(p.rel, "/", "_")+".test")

@@ -190,7 +190,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
 		"-serial", "stdio",
 		"-kernel", opts.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 quiet loglevel=" + loglevel,
+		"-append", "console=ttyS0 panic=-1 tsc=reliable quiet loglevel=" + loglevel,
 	}
 	cmd := exec.CommandContext(ctx, opts.QEMU, args...)
 	cmd.WaitDelay = 5 * time.Second

@@ -7,6 +7,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -124,4 +125,30 @@ func RequireKVM(t testing.TB) {
 		t.Fatalf("XENVMM_HOST_KVM=1 but /dev/kvm is unusable: %v", err)
 	}
 	t.Skip("KVM test: runs inside the nested-KVM sandbox (scripts/test.sh), or here with XENVMM_HOST_KVM=1")
+}
+
+// GuestProgsDir is where the Go programs that run inside guests live
+// (each a main package under testdata/guestprogs/NAME).
+func GuestProgsDir() string { return filepath.Join(RepoRoot(), "testdata", "guestprogs") }
+
+// GuestProg returns a static binary of testdata/guestprogs/NAME: the one
+// the sandbox runner built (under $XENVMM_GUESTBIN), or one built now
+// with the Go toolchain.
+func GuestProg(t testing.TB, name string) string {
+	t.Helper()
+	if d := os.Getenv("XENVMM_GUESTBIN"); d != "" {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("guest program %s was not built for the sandbox: %v", name, err)
+		}
+		return p
+	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/guestprogs/"+name)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building guest program %s: %v\n%s", name, err, b)
+	}
+	return out
 }

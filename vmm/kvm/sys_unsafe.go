@@ -100,31 +100,60 @@ func (v *VCPU) internalError() (uint32, []uint64) {
 	return sub, data
 }
 
+// ioctlInt issues an ioctl with an integer argument. Every ioctl but
+// KVM_RUN is retried on EINTR: the Go runtime's own signals (SIGURG for
+// preemption) interrupt calls such as KVM_CREATE_VM, which are safe to
+// repeat. KVM_RUN goes through runIoctl, which returns EINTR to the run
+// loop, where it means "look at the mailbox".
 func ioctlInt(fd int, req, arg uintptr) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
-	if e != 0 {
-		return 0, e
+	for {
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
 	}
-	return int(r), nil
 }
 
-// ioctlPtr issues an ioctl whose argument is a pointer. The conversion to
-// uintptr happens inside the Syscall call expression, so the pointee stays
-// alive and in place for the call (unsafe.Pointer rule 4).
-func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+// runIoctl issues KVM_RUN once; EINTR is returned, not retried.
+func runIoctl(fd int) error {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), ioctlRun, 0)
 	if e != 0 {
 		return e
 	}
 	return nil
 }
 
-func ioctlIntPtr(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
-	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-	if e != 0 {
-		return 0, e
+// ioctlPtr issues an ioctl whose argument is a pointer. The conversion to
+// uintptr happens inside the Syscall call expression, so the pointee stays
+// alive and in place for the call (unsafe.Pointer rule 4).
+func ioctlPtr(fd int, req uintptr, arg unsafe.Pointer) error {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return e
+		}
+		return nil
 	}
-	return int(r), nil
+}
+
+func ioctlIntPtr(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
+	for {
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
 }
 
 // ptr converts a pointer to one of this package's ioctl structs into the

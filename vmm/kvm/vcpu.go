@@ -37,8 +37,7 @@ func (v *VCPU) Close() error {
 // ExitReason describes, or an *Error; errors.Is(err, unix.EINTR) means a
 // signal or immediate_exit interrupted it (KVM_EXIT_INTR).
 func (v *VCPU) Run() error {
-	_, err := ioctlInt(v.fd, ioctlRun, 0)
-	return wrap("KVM_RUN", err)
+	return wrap("KVM_RUN", runIoctl(v.fd))
 }
 
 // IsInterrupted reports whether err from Run means "interrupted by a
