@@ -37,7 +37,7 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for f in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "fuzz $pkg $f"
-		go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$pkg" >/tmp/xenvmm-fuzz.log 2>&1 || { cat /tmp/xenvmm-fuzz.log; exit 1; }
+		go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" -fuzzminimizetime 5s "$pkg" >/tmp/xenvmm-fuzz.log 2>&1 || { cat /tmp/xenvmm-fuzz.log; exit 1; }
 	done
 done
 

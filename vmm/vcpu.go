@@ -60,14 +60,14 @@ type VCPU struct {
 	chain hole.Chain
 	// where says what KVM's register state is while Go handles an exit.
 	where    position
-	fatal    error // set by a hypercall that must kill the domain
+	fatal    error          // set by a hypercall that must kill the domain
 	history  [32]exitRecord // the last exits, for post-mortems
 	histPos  int
 	spurious struct {
 		rip, addr uint64
 		n         int
 	}
-	modified bool  // regs/frame changed since an interruption in guest code
+	modified bool // regs/frame changed since an interruption in guest code
 
 	// The PV CPU state Xen keeps in struct vcpu / arch_vcpu.
 	kernelMode          bool
