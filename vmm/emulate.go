@@ -190,18 +190,19 @@ func (v *VCPU) ptwr(va, gpa uint64, level int) (bool, error) {
 				return false, nil
 			}
 		}
-		adj, ok := v.d.adjust(ne, level)
+		adj, bad := v.d.adjust(ne, level)
+		ok := bad == 0
 		if ok && level > 1 && adj&guestmem.PTEPresent != 0 {
 			ok = m.validateLocked((adj&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, 0)
+		}
+		if ok && level == 1 && adj&guestmem.PTEPresent != 0 && adj&guestmem.PTEWrite != 0 {
+			ok = m.untypeLocked((adj & guestmem.PTEAddrMask) >> guestmem.PageShift)
 		}
 		if !ok {
 			m.mu.Unlock()
 			return false, nil
 		}
 		guestmem.Store64(b, 0, adj)
-		if level == 1 && adj&guestmem.PTEPresent != 0 && adj&guestmem.PTEWrite != 0 {
-			m.untypeLocked((adj & guestmem.PTEAddrMask) >> guestmem.PageShift)
-		}
 		m.mu.Unlock()
 	}
 	v.frame.RIP += uint64(inst.Len)

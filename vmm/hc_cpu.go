@@ -105,7 +105,7 @@ func (v *VCPU) setCallback(typ uint16, cb callback) uint64 {
 	case abi.CALLBACKTYPE_nmi:
 		v.cbNMI = cb
 	default:
-		return errno(abi.EINVAL)
+		return errno(abi.ENOSYS) // pv/callback.c
 	}
 	return 0
 }

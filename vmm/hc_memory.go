@@ -30,7 +30,7 @@ func (v *VCPU) hcMemoryOp(a hcArgs) uint64 {
 		covered := d.xenheapPFN + xenheapPages
 		var b [24]byte
 		binary.LittleEndian.PutUint64(b[0:], hole.M2PStart)
-		binary.LittleEndian.PutUint64(b[8:], hole.M2PStart+roundUp(covered*8, 2<<20))
+		binary.LittleEndian.PutUint64(b[8:], hole.M2PEnd)
 		binary.LittleEndian.PutUint64(b[16:], covered-1)
 		if err := v.copyTo(a[1], b[:]); err != nil {
 			return errno(abi.EFAULT)

@@ -56,12 +56,12 @@ func (v *VCPU) hcXenVersion(a hcArgs) uint64 {
 		if err := v.copyFrom(a[1], b[:4]); err != nil {
 			return errno(abi.EFAULT)
 		}
-		var submap uint32
-		if binary.LittleEndian.Uint32(b[:4]) == 0 {
-			// What Xen reports to a 64-bit PV domU (common/kernel.c).
-			submap = 1<<abi.FeatMemoryOpVnodeSupported | 1<<abi.FeatMMUPTUpdatePreserveAD |
-				1<<abi.FeatHighmemAssist | 1<<abi.FeatGnttabMapAvailBits
+		if binary.LittleEndian.Uint32(b[:4]) >= abi.FeatNRSubmaps {
+			return errno(abi.EINVAL)
 		}
+		// What Xen reports to a 64-bit PV domU (common/kernel.c).
+		submap := uint32(1<<abi.FeatMemoryOpVnodeSupported | 1<<abi.FeatMMUPTUpdatePreserveAD |
+			1<<abi.FeatHighmemAssist | 1<<abi.FeatGnttabMapAvailBits)
 		binary.LittleEndian.PutUint32(b[4:], submap)
 		if err := v.copyTo(a[1]+4, b[4:8]); err != nil {
 			return errno(abi.EFAULT)

@@ -53,20 +53,23 @@ func (d *Domain) mappable(mfn uint64) bool {
 }
 
 // adjust is the guest entry as it goes into a page table: present entries
-// gain _PAGE_USER. ok is false for an entry Xen would refuse: a frame the
-// guest does not own, or a superpage.
-func (d *Domain) adjust(e uint64, level int) (uint64, bool) {
+// gain _PAGE_USER. A refused entry gets Xen's error: EPERM for a frame
+// that is not the guest's (get_page_from_l1e: "non-privileged attempt to
+// map MMIO space"), EINVAL for a superpage or a table outside its RAM.
+func (d *Domain) adjust(e uint64, level int) (uint64, abi.Errno) {
 	if e&guestmem.PTEPresent == 0 {
-		return e, true
+		return e, 0
 	}
 	mfn := (e & guestmem.PTEAddrMask) >> guestmem.PageShift
-	if level > 1 && e&guestmem.PTEPSE != 0 {
-		return e, false // PV guests get no superpages
+	switch {
+	case level > 1 && e&guestmem.PTEPSE != 0:
+		return e, abi.EINVAL // PV guests get no superpages
+	case level > 1 && !d.isRAM(mfn):
+		return e, abi.EINVAL
+	case level == 1 && !d.mappable(mfn):
+		return e, abi.EPERM
 	}
-	if level > 1 && !d.isRAM(mfn) || level == 1 && !d.mappable(mfn) {
-		return e, false
-	}
-	return e | guestmem.PTEUser, true
+	return e | guestmem.PTEUser, 0
 }
 
 // validate types the table at pfn as level (and, recursively, the tables
@@ -102,8 +105,8 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 		if e&guestmem.PTEPresent == 0 {
 			continue
 		}
-		ne, ok := m.d.adjust(e, level)
-		if !ok {
+		ne, bad := m.d.adjust(e, level)
+		if bad != 0 {
 			return false
 		}
 		if level > 1 {
@@ -164,9 +167,9 @@ func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
 		}
 	}
 	if level > 0 {
-		ne, ok := m.d.adjust(val, level)
-		if !ok {
-			return abi.EINVAL
+		ne, bad := m.d.adjust(val, level)
+		if bad != 0 {
+			return bad
 		}
 		if level > 1 && ne&guestmem.PTEPresent != 0 {
 			if !m.validateLocked((ne&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, 0) {
@@ -183,29 +186,33 @@ func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
 		old := binary.LittleEndian.Uint64(b)
 		val |= old & (guestmem.PTEAccessed | guestmem.PTEDirty)
 	}
-	guestmem.Store64(b, 0, val)
 	if level == 1 && val&guestmem.PTEPresent != 0 && val&guestmem.PTEWrite != 0 {
-		m.untypeLocked((val & guestmem.PTEAddrMask) >> guestmem.PageShift)
+		if !m.untypeLocked((val & guestmem.PTEAddrMask) >> guestmem.PageShift) {
+			return abi.EBUSY // a page table in use may not be mapped writable
+		}
 	}
+	guestmem.Store64(b, 0, val)
 	return 0
 }
 
 // untypeLocked drops the page-table type of a frame the guest maps
-// writable again (it must have stopped using it as a page table: Xen
-// would refuse the writable mapping otherwise), unless it is pinned.
-func (m *mmu) untypeLocked(pfn uint64) {
+// writable again: it must have stopped using it as a page table. It
+// refuses (false) for a pinned table or one a vCPU uses as its base, as
+// Xen refuses a writable mapping of a frame with a page-table type.
+func (m *mmu) untypeLocked(pfn uint64) bool {
 	if _, ok := m.types[pfn]; !ok {
-		return
+		return true
 	}
 	if _, pinned := m.pinned[pfn]; pinned {
-		return
+		return false
 	}
 	for _, v := range m.d.vcpus {
 		if v.cr3Kernel>>guestmem.PageShift == pfn || v.cr3User>>guestmem.PageShift == pfn {
-			return
+			return false
 		}
 	}
 	delete(m.types, pfn)
+	return true
 }
 
 // hcMMUUpdate: HYPERVISOR_mmu_update(reqs, count, success_count, foreigndom).

@@ -227,6 +227,10 @@ func (v *VCPU) iretHypercall() error {
 	}
 	if flags&abi.VGCF_in_syscall == 0 {
 		v.regs.R11, v.regs.RCX = r11, rcx
+	} else {
+		// Xen returns through SYSRET here, which leaves the return RIP
+		// in RCX and RFLAGS in R11 (x86_64/entry.S restore_all_guest).
+		v.regs.RCX, v.regs.R11 = v.frame.RIP, v.frame.RFLAGS
 	}
 	info := v.vcpuInfo()
 	if rflags&flagIF != 0 {

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/urfave/cli/v3"
+	"github.com/xenvmm/xenvmm/internal/pvkernels"
 	"github.com/xenvmm/xenvmm/internal/sandbox"
 	"github.com/xenvmm/xenvmm/internal/testenv"
 )
@@ -70,6 +71,20 @@ func buildGuestProgs(opts *sandbox.Options, env *[]string, dir string) error {
 		opts.Files["/sandbox/guestbin/"+e.Name()] = out
 	}
 	*env = append(*env, "XENVMM_GUESTBIN=/sandbox/guestbin")
+	return nil
+}
+
+// buildPVKernels builds xenvmm's PV test kernels with the host's gcc (the
+// sandbox has none) and puts them at /sandbox/pvkernels.
+func buildPVKernels(opts *sandbox.Options, env *[]string) error {
+	paths, err := pvkernels.Build(testenv.CacheDir())
+	if err != nil {
+		return fmt.Errorf("building the PV test kernels: %w", err)
+	}
+	for name, p := range paths {
+		opts.Files["/sandbox/pvkernels/"+name] = p
+	}
+	*env = append(*env, "XENVMM_PVKERNELS=/sandbox/pvkernels")
 	return nil
 }
 

@@ -102,6 +102,9 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	if err := buildGuestProgs(&opts, &env, dir); err != nil {
 		return err
 	}
+	if err := buildPVKernels(&opts, &env); err != nil {
+		return err
+	}
 	env = append(env, "XENVMM_REPO=/sandbox/src")
 	for _, p := range pkgs {
 		bin := filepath.Join(dir, strings.ReplaceAll(p.rel, "/", "_")+".test")
