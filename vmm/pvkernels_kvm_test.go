@@ -77,4 +77,3 @@ func TestPVKernelsCoverEveryKernel(t *testing.T) {
 }
 
 func containsString(s, sub string) bool { return strings.Contains(s, sub) }
-
