@@ -33,7 +33,7 @@ func main() {
 			&cli.DurationFlag{Name: "timeout", Value: 0, Usage: "limit for the whole sandbox run (default 20m)"},
 			&cli.BoolFlag{Name: "kernel-log", Usage: "show the sandbox kernel's own messages"},
 		},
-		Commands: []*cli.Command{testCommand(log), execCommand(log)},
+		Commands: []*cli.Command{testCommand(log), execCommand(log), initramfsCommand()},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
