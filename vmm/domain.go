@@ -126,6 +126,8 @@ type Domain struct {
 
 	pit pit2
 
+	debug bool // log every hypercall
+
 	unknownMu   sync.Mutex
 	unknownSeen map[string]time.Time
 
@@ -166,6 +168,7 @@ func New(opts Options) (*Domain, error) {
 		return nil, fmt.Errorf("vmm: %d MiB of memory is too little for a PV guest", opts.MemoryMiB)
 	}
 	d := &Domain{opts: opts, log: opts.Log, domid: opts.DomID, done: make(chan struct{})}
+	d.debug = opts.Log.Enabled(context.Background(), slog.LevelDebug)
 	rand.Read(d.uuid[:])
 	d.uuid[6] = d.uuid[6]&0x0f | 0x40 // version 4
 	d.uuid[8] = d.uuid[8]&0x3f | 0x80

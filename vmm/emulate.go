@@ -193,7 +193,8 @@ func (v *VCPU) ptwr(va, gpa uint64, level int) (bool, error) {
 		adj, bad := v.d.adjust(ne, level)
 		ok := bad == 0
 		if ok && level > 1 && adj&guestmem.PTEPresent != 0 {
-			ok = m.validateLocked((adj&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, 0)
+			child := (adj & guestmem.PTEAddrMask) >> guestmem.PageShift
+			ok = m.isLinearLocked(adj, child, level) || m.validateLocked(child, level-1, 0)
 		}
 		if ok && level == 1 && adj&guestmem.PTEPresent != 0 && adj&guestmem.PTEWrite != 0 {
 			ok = m.untypeLocked((adj & guestmem.PTEAddrMask) >> guestmem.PageShift)
@@ -443,15 +444,19 @@ func (v *VCPU) cpuid() {
 
 // MSRs a PV guest may read or write through emulation.
 const (
-	msrEFER        = 0xc0000080
-	msrPAT         = 0x277
-	msrMiscEnable  = 0x1a0
-	msrPlatformID  = 0x17
-	msrAPICBase    = 0x1b
-	msrTSCAux      = 0xc0000103
-	msrSpecCtrl    = 0x48
-	msrArchCap     = 0x10a
-	patDefault     = 0x0007040600070406
+	msrEFER       = 0xc0000080
+	msrPAT        = 0x277
+	msrMiscEnable = 0x1a0
+	msrPlatformID = 0x17
+	msrAPICBase   = 0x1b
+	msrTSCAux     = 0xc0000103
+	msrSpecCtrl   = 0x48
+	msrArchCap    = 0x10a
+	patDefault    = 0x0007040600070406
+	// Vendor MSRs that older PV kernels read at boot.
+	msrAMDNBCfg    = 0xc001001f
+	msrAMDHWCR     = 0xc0010015
+	msrPatchLevel  = 0x8b   // IA32_BIOS_SIGN_ID / AMD patch level
 	miscEnableBits = 1 << 0 // fast strings
 )
 
@@ -659,7 +664,8 @@ func (v *VCPU) rdmsr(msr uint32) (uint64, bool) {
 		return patDefault, true
 	case msrMiscEnable:
 		return miscEnableBits, true
-	case msrPlatformID, msrSpecCtrl, msrArchCap:
+	case msrPlatformID, msrSpecCtrl, msrArchCap, msrAMDNBCfg, msrAMDHWCR, msrPatchLevel:
+		// Read as zero, as Xen does for a PV guest (pv/emul-priv-op.c).
 		return 0, true
 	case msrTSC:
 		t, ok := v.guestTSC()

@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/xenvmm/xenvmm/xenabi/abi"
@@ -100,22 +101,15 @@ func (v *VCPU) hcEventChannelOp(a hcArgs) uint64 {
 }
 
 // hcEventChannelOpCompat: event_channel_op_compat(struct evtchn_op *):
-// cmd, then the argument union at offset 4.
+// the whole struct (cmd, then the argument union at offset 4) is copied
+// in and, on success, out, as Xen's do_event_channel_op_compat does.
 func (v *VCPU) hcEventChannelOpCompat(a hcArgs) uint64 {
-	arg := make([]byte, 4+32)
-	if err := v.copyFrom(a[0], arg[:4]); err != nil {
+	arg := make([]byte, evtchn.CompatOpSize)
+	if err := v.copyFrom(a[0], arg); err != nil {
 		return errno(abi.EFAULT)
 	}
-	cmd := uint32(arg[0]) | uint32(arg[1])<<8 | uint32(arg[2])<<16 | uint32(arg[3])<<24
+	cmd := binary.LittleEndian.Uint32(arg)
 	v.d.trace.count(abi.HYPERVISOR_event_channel_op_compat, uint64(cmd))
-	n := evtchn.ArgSize(cmd)
-	if n == 0 {
-		return errno(abi.ENOSYS)
-	}
-	arg = arg[:4+n]
-	if err := v.copyFrom(a[0]+4, arg[4:]); err != nil {
-		return errno(abi.EFAULT)
-	}
 	ret := v.d.events.HypercallCompat(arg)
 	if ret == 0 {
 		if err := v.copyTo(a[0], arg); err != nil {

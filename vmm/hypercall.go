@@ -94,6 +94,9 @@ func (v *VCPU) hypercall() error {
 		return v.iretHypercall()
 	}
 	v.regs.RAX = v.call(nr, a)
+	if v.d.debug {
+		v.d.log.Debug("hypercall", "vcpu", v.id, "nr", HypercallName(nr), "args", fmt.Sprintf("%#x", a[:5]), "ret", int64(v.regs.RAX), "rip", fmt.Sprintf("%#x", v.frame.RIP))
+	}
 	if v.fatal != nil {
 		err := v.fatal
 		v.fatal = nil

@@ -97,6 +97,9 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 	if err != nil {
 		return false
 	}
+	// Typed first, so that an entry pointing back at this table (a
+	// linear page table) finds it.
+	m.types[pfn] = level
 	for i := 0; i < 512; i++ {
 		if level == 4 && i >= hole.FirstSlot && i <= hole.LastSlot {
 			continue
@@ -106,23 +109,34 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 			continue
 		}
 		ne, bad := m.d.adjust(e, level)
-		if bad != 0 {
-			return false
-		}
-		if level > 1 {
-			if !m.validateLocked((ne&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, depth+1) {
-				return false
+		if bad == 0 && level > 1 {
+			child := (ne & guestmem.PTEAddrMask) >> guestmem.PageShift
+			if m.isLinearLocked(ne, child, level) {
+				// ok: a read-only entry to a table of its own level
+			} else if !m.validateLocked(child, level-1, depth+1) {
+				bad = abi.EINVAL
 			}
+		}
+		if bad != 0 {
+			delete(m.types, pfn)
+			return false
 		}
 		if ne != e {
 			binary.LittleEndian.PutUint64(page[i*8:], ne)
 		}
 	}
-	m.types[pfn] = level
 	if level == 4 {
 		m.writeHoleSlots(pfn)
 	}
 	return true
+}
+
+// isLinearLocked reports whether entry e of a level-N table points to a
+// level-N table read-only: a "linear page table" (the recursive slot
+// NetBSD uses to see its own page tables), which Xen allows
+// (get_l4_linear_pagetable and friends) only without _PAGE_RW.
+func (m *mmu) isLinearLocked(e, child uint64, level int) bool {
+	return m.types[child] == level && e&guestmem.PTEWrite == 0
 }
 
 func (m *mmu) writeHoleSlots(pfn uint64) {
@@ -172,7 +186,8 @@ func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
 			return bad
 		}
 		if level > 1 && ne&guestmem.PTEPresent != 0 {
-			if !m.validateLocked((ne&guestmem.PTEAddrMask)>>guestmem.PageShift, level-1, 0) {
+			child := (ne & guestmem.PTEAddrMask) >> guestmem.PageShift
+			if !m.isLinearLocked(ne, child, level) && !m.validateLocked(child, level-1, 0) {
 				return abi.EINVAL
 			}
 		}
@@ -258,7 +273,10 @@ func (v *VCPU) hcMMUUpdate(a hcArgs) uint64 {
 		}
 	}
 	if doneVA != 0 {
-		v.write64(doneVA, i)
+		// success_count is an unsigned int * (xen.h).
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], uint32(i))
+		v.copyTo(doneVA, b[:])
 	}
 	_ = flush // Xen does not flush after mmu_update; the guest asks for flushes.
 	return ret
@@ -385,7 +403,10 @@ func (v *VCPU) hcMMUExtOp(a hcArgs) uint64 {
 		}
 	}
 	if doneVA != 0 {
-		v.write64(doneVA, i)
+		// success_count is an unsigned int * (xen.h).
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], uint32(i))
+		v.copyTo(doneVA, b[:])
 	}
 	return ret
 }
@@ -498,17 +519,46 @@ func (v *VCPU) mmuext(cmd, arg1, arg2 uint64) abi.Errno {
 	return abi.ENOSYS
 }
 
-// setLDT records the guest's LDT (MMUEXT_SET_LDT). A 64-bit PV guest
-// rarely uses one; xenvmm accepts only an empty LDT for now.
+// setLDT installs the guest's LDT (MMUEXT_SET_LDT; Xen's
+// pv/descriptor-tables.c and mm.c): the linear range must be page
+// aligned and mapped, its descriptors are checked as for the GDT, and its
+// frames are mapped into the vCPU's LDT window in the hypervisor hole.
 func (v *VCPU) setLDT(base, ents uint64) abi.Errno {
-	if ents == 0 {
-		v.ldtBase, v.ldtEnts = 0, 0
-		v.chain.LLDT(0)
-		return 0
-	}
-	if ents > 8192 || base%8 != 0 || !guestmem.Canonical(base) {
+	var frames []uint64
+	if ents > 8192 || base%guestmem.PageSize != 0 || !guestmem.Canonical(base) ||
+		ents > 0 && !v.guestAddrOK(base, ents*8) {
 		return abi.EINVAL
 	}
-	v.d.unknown("MMUEXT_SET_LDT with a non-empty LDT")
-	return abi.ENOSYS
+	for off := uint64(0); off < ents*8; off += guestmem.PageSize {
+		tr, err := v.d.space.Walk(v.cr3Kernel, base+off, guestmem.AccessRead, false)
+		if err != nil {
+			return abi.EINVAL
+		}
+		pfn := tr.GPA >> guestmem.PageShift
+		if !v.d.isRAM(pfn) {
+			return abi.EINVAL
+		}
+		page, _ := v.d.space.Page(pfn)
+		n := min(uint64(512), ents-off/8)
+		for e := uint64(0); e < n; e++ {
+			if !checkDescriptor(page[e*8 : e*8+8]) {
+				return abi.EINVAL
+			}
+		}
+		frames = append(frames, pfn)
+	}
+	if err := v.d.layout.SetLDT(v.d.holeMem.Bytes(), v.id, frames, ents); err != nil {
+		return abi.EINVAL
+	}
+	v.ldtBase, v.ldtEnts = base, ents
+	for g := uint64(0); g < hole.LDTWindowPages; g++ {
+		v.chain.Invlpg(v.cpu.LDTBase + g*guestmem.PageSize)
+	}
+	v.chain.Invlpg(v.cpu.GDTBase + hole.LDTSelector)
+	if ents == 0 {
+		v.chain.LLDT(0)
+	} else {
+		v.chain.LLDT(hole.LDTSelector)
+	}
+	return 0
 }

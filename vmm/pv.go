@@ -109,7 +109,15 @@ func (v *VCPU) bounce(handler uint64, flags int, errCode uint64) error {
 func (v *VCPU) injectTrap(vec int, errCode uint64, hasErr bool) error {
 	t := v.traps[vec]
 	if t.address == 0 {
-		return fmt.Errorf("unhandled exception %d (error code %#x) at rip %#x in guest %s mode: no handler in the trap table", vec, errCode, v.frame.RIP, v.modeName())
+		detail := ""
+		if vec == vecPF {
+			detail = fmt.Sprintf(", cr2 %#x", binary.LittleEndian.Uint64(v.vcpuInfo()[abi.VCPUInfoCR2:]))
+		}
+		r := v.regs
+		return fmt.Errorf("unhandled exception %d (error code %#x%s) at rip %#x in guest %s mode: no handler in the trap table "+
+			"(rax %#x rbx %#x rcx %#x rdx %#x rsi %#x rdi %#x rbp %#x rsp %#x r8 %#x r9 %#x r10 %#x r11 %#x r12 %#x r13 %#x r14 %#x r15 %#x)",
+			vec, errCode, detail, v.frame.RIP, v.modeName(),
+			r.RAX, r.RBX, r.RCX, r.RDX, r.RSI, r.RDI, r.RBP, v.frame.RSP, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15)
 	}
 	flags := 0
 	if hasErr {

@@ -44,7 +44,7 @@ const (
 	idtVA  = VMMStart               // one page
 	stubVA = VMMStart + 0x1000      // one page of hlt stubs
 	cpuVA  = VMMStart + 0x200000    // per-vCPU windows from 2 MiB up
-	cpuWin = 32 * guestmem.PageSize // one vCPU's window
+	cpuWin = 64 * guestmem.PageSize // one vCPU's window
 
 	// Offsets inside a vCPU window (pages).
 	gdtPages       = 16 // GDT virtual area; 0..13 guest, 14 reserved
@@ -52,6 +52,8 @@ const (
 	tssPage        = 16
 	stackPage      = 18 // ring-0 stack (guard pages at 17 and 19)
 	istPage        = 20 // IST1 stack for #DF, NMI, #MC (guard at 21)
+	ldtPage        = 32 // LDT window: 16 pages, 8192 descriptors
+	ldtPages       = 16
 	stubStride     = 8
 	syscallStubOff = 256 * stubStride
 	sysenterOff    = syscallStubOff + stubStride
@@ -72,6 +74,9 @@ const (
 	FlatRing3CS64 = 0xe033
 	// TSSSelector is the TSS descriptor (16 bytes).
 	TSSSelector = 0xe040
+	// LDTSelector is the LDT descriptor (16 bytes) for the guest's LDT
+	// (MMUEXT_SET_LDT), mapped at the vCPU's LDT window.
+	LDTSelector = 0xe050
 	// GDTLimit covers the guest's 14 pages and the reserved page.
 	GDTLimit = (guestGDTPages+1)*guestmem.PageSize - 1
 )
@@ -179,6 +184,7 @@ type CPU struct {
 	SyscallEntry uint64 // MSR_LSTAR
 	CSTAREntry   uint64 // MSR_CSTAR (32-bit SYSCALL)
 	SysenterEIP  uint64
+	LDTBase      uint64 // virtual address of the LDT window
 	gdtWindow    uint64 // virtual address of the reserved GDT page
 	reservedGPA  uint64
 }
@@ -197,6 +203,7 @@ func (l *Layout) CPU(i int) CPU {
 		SyscallEntry: stubVA + syscallStubOff,
 		CSTAREntry:   stubVA + syscallStubOff,
 		SysenterEIP:  stubVA + sysenterOff,
+		LDTBase:      win + ldtPage*guestmem.PageSize,
 		gdtWindow:    win + guestGDTPages*guestmem.PageSize,
 		reservedGPA:  l.gpa(pg),
 	}
@@ -396,3 +403,43 @@ func (l *Layout) SetGDTFrames(mem []byte, cpu int, frames []uint64) error {
 	}
 	return nil
 }
+
+// SetLDT maps the guest's LDT frames (from MMUEXT_SET_LDT, already
+// validated) into vCPU cpu's LDT window and writes the LDT descriptor for
+// ents entries into its reserved GDT page; ents == 0 clears both. The
+// caller must then flush the window's TLB entries and load LDTSelector
+// (or the null selector).
+func (l *Layout) SetLDT(mem []byte, cpu int, frames []uint64, ents uint64) error {
+	if cpu < 0 || cpu >= l.nvcpus {
+		return fmt.Errorf("hole: no vCPU %d", cpu)
+	}
+	if len(frames) > ldtPages || ents > ldtPages*512 {
+		return fmt.Errorf("hole: LDT of %d entries is too large", ents)
+	}
+	c := l.CPU(cpu)
+	for g := uint64(0); g < ldtPages; g++ {
+		off := c.LDTBase + g*guestmem.PageSize - VMMStart
+		l1 := l.vmmL1s[off>>21]
+		ent := uint64(0)
+		if g < uint64(len(frames)) {
+			ent = frames[g]<<guestmem.PageShift | guestmem.PTEPresent | guestmem.PTEWrite | guestmem.PTENX
+		}
+		binary.LittleEndian.PutUint64(mem[l1*guestmem.PageSize+((off>>12)&511)*8:], ent)
+	}
+	pg := l.cpuPg0 + uint64(cpu)*cpuPages
+	res := mem[pg*guestmem.PageSize : (pg+1)*guestmem.PageSize]
+	var lo, hi uint64
+	if ents > 0 {
+		b := c.LDTBase
+		limit := ents*8 - 1
+		// 64-bit LDT descriptor (type 2), DPL 0, present.
+		lo = limit&0xffff | (b&0xffffff)<<16 | 0x82<<40 | (limit>>16&0xf)<<48 | (b>>24&0xff)<<56
+		hi = b >> 32
+	}
+	binary.LittleEndian.PutUint64(res[LDTSelector-ReservedGDTByte:], lo)
+	binary.LittleEndian.PutUint64(res[LDTSelector-ReservedGDTByte+8:], hi)
+	return nil
+}
+
+// LDTWindowPages is the number of pages of the LDT window (for flushing).
+const LDTWindowPages = ldtPages
