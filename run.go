@@ -21,10 +21,16 @@ func (a *app) runCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "console", Aliases: []string{"c"}, Usage: "attach this terminal's input to the guest console (like xm create -c); output always goes to stdout"},
 			&cli.BoolFlag{Name: "trace-hypercalls", Usage: "count the guest's hypercalls and print a summary when it stops"},
+			&cli.DurationFlag{Name: "timeout", Usage: "destroy the domain after this long (e.g. 10m; for CI)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.NArg() != 1 {
 				return cli.Exit("run: want exactly one CONFIG file", 2)
+			}
+			if d := cmd.Duration("timeout"); d > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
 			}
 			return a.run(ctx, cmd.Args().First(), cmd.Bool("console"), cmd.Bool("trace-hypercalls"))
 		},

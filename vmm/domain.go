@@ -305,10 +305,11 @@ func (d *Domain) build() error {
 		return err
 	}
 	// Xen pins the bootstrap L4: its tables are page tables from the start.
-	for _, pt := range d.built.PageTables {
-		d.mmu.setType(pt.PFN, pt.Level)
+	l4 := d.built.CR3 >> guestmem.PageShift
+	if !d.mmu.validate(l4, 4) {
+		return errors.New("vmm: the domain builder's page tables do not validate")
 	}
-	d.mmu.pinned[d.built.CR3>>guestmem.PageShift] = 4
+	d.mmu.pinned[l4] = 4
 	if err := d.con.setRing(d.built.ConsolePFN); err != nil {
 		return err
 	}
@@ -345,6 +346,7 @@ func (d *Domain) Run(ctx context.Context) (Exit, error) {
 	var wg sync.WaitGroup
 	d.con.start(ctx)
 	d.vcpus[0].online = true
+	go d.keepTime(ctx.Done())
 	for _, v := range d.vcpus {
 		wg.Add(1)
 		go func() {

@@ -182,29 +182,9 @@ func (v *VCPU) ptwr(va, gpa uint64, level int) (bool, error) {
 	}
 	if write {
 		ne := old&^mask | (val<<shift)&mask
-		m := v.d.mmu
-		m.mu.Lock()
-		if level == 4 {
-			if idx := (entGPA & 0xfff) / 8; idx >= hole.FirstSlot && idx <= hole.LastSlot {
-				m.mu.Unlock()
-				return false, nil
-			}
-		}
-		adj, bad := v.d.adjust(ne, level)
-		ok := bad == 0
-		if ok && level > 1 && adj&guestmem.PTEPresent != 0 {
-			child := (adj & guestmem.PTEAddrMask) >> guestmem.PageShift
-			ok = m.isLinearLocked(adj, child, level) || m.validateLocked(child, level-1, 0)
-		}
-		if ok && level == 1 && adj&guestmem.PTEPresent != 0 && adj&guestmem.PTEWrite != 0 {
-			ok = m.untypeLocked((adj & guestmem.PTEAddrMask) >> guestmem.PageShift)
-		}
-		if !ok {
-			m.mu.Unlock()
+		if e := v.d.mmu.updateEntry(entGPA>>guestmem.PageShift, (entGPA&0xfff)/8, ne, false); e != 0 {
 			return false, nil
 		}
-		guestmem.Store64(b, 0, adj)
-		m.mu.Unlock()
 	}
 	v.frame.RIP += uint64(inst.Len)
 	v.modified = true
@@ -624,10 +604,9 @@ func (v *VCPU) emulateMovCR(inst x86asm.Inst, next func() (bool, error)) (bool, 
 			v.chain.LoadCR0(cr0)
 		case x86asm.CR3:
 			cr3 := val &^ 0xfff
-			if err := v.d.mmu.useAsBase(cr3); err != nil {
+			if err := v.d.mmu.setBase(v, false, cr3); err != nil {
 				return false, nil
 			}
-			v.cr3Kernel = cr3
 			v.chain.LoadCR3(cr3)
 		case x86asm.CR4:
 			// Ignored, as Xen ignores bits a PV guest may not change.

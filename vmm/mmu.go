@@ -24,27 +24,34 @@ import (
 //     (writable page tables).
 type mmu struct {
 	d *Domain
-	// mu guards the maps.
+	// mu guards the maps and every typed table's entries (updates to
+	// them go through the mmu so that references stay counted).
 	mu     sync.Mutex
-	types  map[uint64]int // frame → page-table level (1..4)
-	pinned map[uint64]int // frame → pinned level
+	tables map[uint64]*ptInfo // frame → its page-table type
+	pinned map[uint64]int     // frame → pinned level
+}
+
+// ptInfo is a frame's page-table type and its type count: the references
+// that keep it a page table (Xen's PGT_lN_page_table type with its count):
+// entries of typed tables pointing at it, pins, and vCPUs using it as a
+// base. At zero the type goes, recursively releasing what it points at.
+type ptInfo struct {
+	level int
+	refs  int
 }
 
 func newMMU(d *Domain) *mmu {
-	return &mmu{d: d, types: map[uint64]int{}, pinned: map[uint64]int{}}
-}
-
-func (m *mmu) setType(pfn uint64, level int) {
-	m.mu.Lock()
-	m.types[pfn] = level
-	m.mu.Unlock()
+	return &mmu{d: d, tables: map[uint64]*ptInfo{}, pinned: map[uint64]int{}}
 }
 
 // typeOf is the page-table level of frame pfn, 0 if it is not one.
 func (m *mmu) typeOf(pfn uint64) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.types[pfn]
+	if t := m.tables[pfn]; t != nil {
+		return t.level
+	}
+	return 0
 }
 
 // mappable reports whether a guest PTE may point at machine frame mfn.
@@ -72,19 +79,30 @@ func (d *Domain) adjust(e uint64, level int) (uint64, abi.Errno) {
 	return e | guestmem.PTEUser, 0
 }
 
-// validate types the table at pfn as level (and, recursively, the tables
-// it points to), adjusting its entries (get_page_type for PGT_lN_page_table).
+func entryFrame(e uint64) uint64 { return (e & guestmem.PTEAddrMask) >> guestmem.PageShift }
+
+// isHoleSlot reports whether index i of an L4 is one of the hypervisor's.
+func isHoleSlot(level int, i uint64) bool {
+	return level == 4 && i >= hole.FirstSlot && i <= hole.LastSlot
+}
+
+// validate takes a reference to pfn as a table of the given level (and,
+// recursively, to the tables it points to), adjusting its entries
+// (get_page_and_type for PGT_lN_page_table).
 func (m *mmu) validate(pfn uint64, level int) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.validateLocked(pfn, level, 0)
+	return m.getLocked(pfn, level, 0)
 }
 
-func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
-	if t, ok := m.types[pfn]; ok {
-		if t != level {
+// getLocked takes one reference to pfn as a level-N table, validating it
+// when it was not one yet.
+func (m *mmu) getLocked(pfn uint64, level, depth int) bool {
+	if t := m.tables[pfn]; t != nil {
+		if t.level != level {
 			return false
 		}
+		t.refs++
 		if level == 4 {
 			m.writeHoleSlots(pfn)
 		}
@@ -99,9 +117,9 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 	}
 	// Typed first, so that an entry pointing back at this table (a
 	// linear page table) finds it.
-	m.types[pfn] = level
-	for i := 0; i < 512; i++ {
-		if level == 4 && i >= hole.FirstSlot && i <= hole.LastSlot {
+	m.tables[pfn] = &ptInfo{level: level, refs: 1}
+	for i := uint64(0); i < 512; i++ {
+		if isHoleSlot(level, i) {
 			continue
 		}
 		e := binary.LittleEndian.Uint64(page[i*8:])
@@ -109,16 +127,16 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 			continue
 		}
 		ne, bad := m.d.adjust(e, level)
-		if bad == 0 && level > 1 {
-			child := (ne & guestmem.PTEAddrMask) >> guestmem.PageShift
-			if m.isLinearLocked(ne, child, level) {
-				// ok: a read-only entry to a table of its own level
-			} else if !m.validateLocked(child, level-1, depth+1) {
-				bad = abi.EINVAL
-			}
+		if bad == 0 && level > 1 && !m.isLinearLocked(ne, entryFrame(ne), level) &&
+			!m.getLocked(entryFrame(ne), level-1, depth+1) {
+			bad = abi.EINVAL
 		}
 		if bad != 0 {
-			delete(m.types, pfn)
+			// Undo the references taken so far.
+			for j := uint64(0); j < i; j++ {
+				m.putEntryLocked(binary.LittleEndian.Uint64(page[j*8:]), level, pfn, j)
+			}
+			delete(m.tables, pfn)
 			return false
 		}
 		if ne != e {
@@ -131,12 +149,50 @@ func (m *mmu) validateLocked(pfn uint64, level, depth int) bool {
 	return true
 }
 
+// putLocked drops one reference to the table at pfn; at zero its type
+// goes and it drops the references its entries hold.
+func (m *mmu) putLocked(pfn uint64) {
+	t := m.tables[pfn]
+	if t == nil {
+		return
+	}
+	t.refs--
+	if t.refs > 0 {
+		return
+	}
+	delete(m.tables, pfn)
+	if t.level == 1 {
+		return
+	}
+	page, err := m.d.space.Page(pfn)
+	if err != nil {
+		return
+	}
+	for i := uint64(0); i < 512; i++ {
+		m.putEntryLocked(binary.LittleEndian.Uint64(page[i*8:]), t.level, pfn, i)
+	}
+}
+
+// putEntryLocked drops the reference entry i of a level-N table holds.
+func (m *mmu) putEntryLocked(e uint64, level int, table, i uint64) {
+	if level == 1 || e&guestmem.PTEPresent == 0 || isHoleSlot(level, i) {
+		return
+	}
+	child := entryFrame(e)
+	if child == table || m.isLinearLocked(e, child, level) {
+		return
+	}
+	m.putLocked(child)
+}
+
 // isLinearLocked reports whether entry e of a level-N table points to a
 // level-N table read-only: a "linear page table" (the recursive slot
 // NetBSD uses to see its own page tables), which Xen allows
-// (get_l4_linear_pagetable and friends) only without _PAGE_RW.
+// (get_l4_linear_pagetable and friends) only without _PAGE_RW. Such
+// entries hold no reference.
 func (m *mmu) isLinearLocked(e, child uint64, level int) bool {
-	return m.types[child] == level && e&guestmem.PTEWrite == 0
+	t := m.tables[child]
+	return t != nil && t.level == level && e&guestmem.PTEWrite == 0
 }
 
 func (m *mmu) writeHoleSlots(pfn uint64) {
@@ -149,85 +205,93 @@ func (m *mmu) writeHoleSlots(pfn uint64) {
 	}
 }
 
-// useAsBase validates an L4 that a vCPU is about to load into CR3.
-func (m *mmu) useAsBase(cr3 uint64) error {
-	if !m.validate(cr3>>guestmem.PageShift, 4) {
-		return errBadTable
-	}
-	return nil
-}
-
 type mmuError string
 
 func (e mmuError) Error() string { return string(e) }
 
 const errBadTable = mmuError("not a valid L4 page table")
 
-// writeEntry performs one page-table update at machine address ptr
-// (MMU_NORMAL_PT_UPDATE): in a typed table the entry is adjusted and what
-// it points to validated; in any other frame it is a plain write, as Xen
-// does for a writable page.
-func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
-	pfn := ptr >> guestmem.PageShift
-	if ptr%8 != 0 || !m.d.isRAM(pfn) {
-		return abi.EINVAL
+// setBase makes cr3 (a machine address; 0 for none, user tables only) the
+// vCPU's kernel or user page-table base, taking a reference to the new L4
+// and dropping the old one's.
+func (m *mmu) setBase(v *VCPU, user bool, cr3 uint64) error {
+	if cr3 != 0 && !m.validate(cr3>>guestmem.PageShift, 4) {
+		return errBadTable
+	}
+	old := &v.cr3Kernel
+	if user {
+		old = &v.cr3User
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	level := m.types[pfn]
-	if level == 4 {
-		if idx := (ptr & 0xfff) / 8; idx >= hole.FirstSlot && idx <= hole.LastSlot {
-			return abi.EINVAL // is_guest_l4_slot
-		}
+	if *old != 0 {
+		m.putLocked(*old >> guestmem.PageShift)
 	}
-	if level > 0 {
-		ne, bad := m.d.adjust(val, level)
-		if bad != 0 {
-			return bad
-		}
-		if level > 1 && ne&guestmem.PTEPresent != 0 {
-			child := (ne & guestmem.PTEAddrMask) >> guestmem.PageShift
-			if !m.isLinearLocked(ne, child, level) && !m.validateLocked(child, level-1, 0) {
-				return abi.EINVAL
-			}
-		}
-		val = ne
+	*old = cr3
+	m.mu.Unlock()
+	return nil
+}
+
+// updateEntry writes val into entry idx of the table in frame pfn, as
+// MMU_NORMAL_PT_UPDATE and writable page-table emulation do: in a typed
+// table the entry is adjusted, what it points to is validated (taking a
+// reference) and what it pointed to released; in any other frame it is a
+// plain write, as Xen does for a writable page. A present, writable L1
+// entry may not map a page table (EBUSY, as Xen refuses).
+func (m *mmu) updateEntry(pfn, idx, val uint64, preserveAD bool) abi.Errno {
+	if idx >= 512 || !m.d.isRAM(pfn) {
+		return abi.EINVAL
 	}
-	b, err := m.d.space.Slice(ptr, 8)
+	b, err := m.d.space.Slice(pfn*guestmem.PageSize+idx*8, 8)
 	if err != nil {
 		return abi.EFAULT
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, _ := guestmem.Load64(b, 0)
 	if preserveAD {
-		old := binary.LittleEndian.Uint64(b)
 		val |= old & (guestmem.PTEAccessed | guestmem.PTEDirty)
 	}
-	if level == 1 && val&guestmem.PTEPresent != 0 && val&guestmem.PTEWrite != 0 {
-		if !m.untypeLocked((val & guestmem.PTEAddrMask) >> guestmem.PageShift) {
-			return abi.EBUSY // a page table in use may not be mapped writable
+	t := m.tables[pfn]
+	if t == nil {
+		guestmem.Store64(b, 0, val)
+		return 0
+	}
+	level := t.level
+	if isHoleSlot(level, idx) {
+		return abi.EINVAL // is_guest_l4_slot
+	}
+	ne, bad := m.d.adjust(val, level)
+	if bad != 0 {
+		return bad
+	}
+	present := ne&guestmem.PTEPresent != 0
+	switch {
+	case !present:
+	case level == 1:
+		if ne&guestmem.PTEWrite != 0 && m.tables[entryFrame(ne)] != nil {
+			return abi.EBUSY
+		}
+	case entryFrame(ne) == entryFrame(old) && old&guestmem.PTEPresent != 0 && (ne^old)&guestmem.PTEWrite == 0:
+		// Same table, other flags: the reference carries over.
+		guestmem.Store64(b, 0, ne)
+		return 0
+	case m.isLinearLocked(ne, entryFrame(ne), level):
+	default:
+		if !m.getLocked(entryFrame(ne), level-1, 0) {
+			return abi.EINVAL
 		}
 	}
-	guestmem.Store64(b, 0, val)
+	guestmem.Store64(b, 0, ne)
+	m.putEntryLocked(old, level, pfn, idx)
 	return 0
 }
 
-// untypeLocked drops the page-table type of a frame the guest maps
-// writable again: it must have stopped using it as a page table. It
-// refuses (false) for a pinned table or one a vCPU uses as its base, as
-// Xen refuses a writable mapping of a frame with a page-table type.
-func (m *mmu) untypeLocked(pfn uint64) bool {
-	if _, ok := m.types[pfn]; !ok {
-		return true
+// writeEntry is updateEntry for a machine address.
+func (m *mmu) writeEntry(ptr, val uint64, preserveAD bool) abi.Errno {
+	if ptr%8 != 0 {
+		return abi.EINVAL
 	}
-	if _, pinned := m.pinned[pfn]; pinned {
-		return false
-	}
-	for _, v := range m.d.vcpus {
-		if v.cr3Kernel>>guestmem.PageShift == pfn || v.cr3User>>guestmem.PageShift == pfn {
-			return false
-		}
-	}
-	delete(m.types, pfn)
-	return true
+	return m.updateEntry(ptr>>guestmem.PageShift, (ptr&0xfff)/8, val, preserveAD)
 }
 
 // hcMMUUpdate: HYPERVISOR_mmu_update(reqs, count, success_count, foreigndom).
@@ -436,28 +500,23 @@ func (v *VCPU) mmuext(cmd, arg1, arg2 uint64) abi.Errno {
 			return abi.EINVAL
 		}
 		delete(m.pinned, arg1)
+		m.putLocked(arg1)
 		return 0
 	case abi.MMUEXT_NEW_BASEPTR:
 		cr3 := arg1 << guestmem.PageShift
-		if err := m.useAsBase(cr3); err != nil {
+		if err := m.setBase(v, false, cr3); err != nil {
 			return abi.EINVAL
 		}
-		v.cr3Kernel = cr3
 		if v.kernelMode {
 			v.chain.LoadCR3(cr3)
 		}
 		return 0
 	case abi.MMUEXT_NEW_USER_BASEPTR:
-		if arg1 == 0 {
-			v.cr3User = 0
-			return 0
-		}
 		cr3 := arg1 << guestmem.PageShift
-		if err := m.useAsBase(cr3); err != nil {
+		if err := m.setBase(v, true, cr3); err != nil {
 			return abi.EINVAL
 		}
-		v.cr3User = cr3
-		if !v.kernelMode {
+		if !v.kernelMode && cr3 != 0 {
 			v.chain.LoadCR3(cr3)
 		}
 		return 0

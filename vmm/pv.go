@@ -138,6 +138,9 @@ func (v *VCPU) modeName() string {
 
 // exception handles an exit through IDT vector vec.
 func (v *VCPU) exception(vec int, ec uint64) error {
+	if v.d.debug {
+		v.d.log.Debug("exception", "vcpu", v.id, "vector", vec, "error_code", fmt.Sprintf("%#x", ec), "rip", fmt.Sprintf("%#x", v.frame.RIP), "kernel", v.kernelMode)
+	}
 	switch vec {
 	case vecPF:
 		return v.pageFault(ec)

@@ -35,7 +35,6 @@ func (v *VCPU) initialise(ctx []byte) error {
 	}
 	v.frame = hole.Frame{RIP: r(abi.CPURegsRIP), CS: r(abi.CPURegsCS) | 3, RFLAGS: r(abi.CPURegsRFLAGS), RSP: r(abi.CPURegsRSP), SS: r(abi.CPURegsSS) | 3}
 	v.kernelMode = true
-	v.cr3Kernel = cr3 &^ 0xfff
 	v.kernelSS, v.kernelSP = u(abi.VGCKernelSS), u(abi.VGCKernelSP)
 	v.cbEvent = callback{address: u(abi.VGCEventCallbackEIP)}
 	v.cbFailsafe = callback{address: u(abi.VGCFailsafeCallbackEIP)}
@@ -50,7 +49,7 @@ func (v *VCPU) initialise(ctx []byte) error {
 	}
 	v.gdtFrames, v.gdtEnts = frames, ents
 	v.fsBase, v.gsBaseKernel, v.gsBaseUser = u(abi.VGCFSBase), u(abi.VGCGSBaseKernel), u(abi.VGCGSBaseUser)
-	if err := v.d.mmu.useAsBase(v.cr3Kernel); err != nil {
+	if err := v.d.mmu.setBase(v, false, cr3&^0xfff); err != nil {
 		return err
 	}
 	s := v.cpu.Ring0Sregs(v.cr3Kernel)

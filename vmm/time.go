@@ -241,3 +241,34 @@ func (v *VCPU) stopPeriodic() {
 		v.periodic = nil
 	}
 }
+
+// timeKeeperInterval is how often every running vCPU's vcpu_time_info is
+// refreshed even when the guest makes no exit: guests poll system_time
+// in shared memory (NetBSD 5.1's xen_delay spins on it), which Xen
+// updates at least once per second (local_time_calibration).
+const timeKeeperInterval = 100 * time.Millisecond
+
+// keepTime asks each vCPU to refresh its time info periodically until
+// the domain stops.
+func (d *Domain) keepTime(done <-chan struct{}) {
+	t := time.NewTicker(timeKeeperInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-d.done:
+			return
+		case <-t.C:
+			for _, v := range d.vcpus {
+				if !v.online {
+					continue
+				}
+				v.mailbox.Lock()
+				v.timeTick = true
+				v.mailbox.Unlock()
+				v.kv.Kick()
+			}
+		}
+	}
+}

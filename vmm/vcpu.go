@@ -105,6 +105,7 @@ type VCPU struct {
 	mailbox  sync.Mutex
 	wake     chan struct{}
 	flushTLB bool // another vCPU asked for a full TLB flush
+	timeTick bool // the time keeper asked for a vcpu_time_info refresh
 }
 
 func (d *Domain) newVCPU(id int) (*VCPU, error) {
@@ -140,7 +141,9 @@ func (v *VCPU) close() {
 // kernel mode at the entry point, RSI = start_info, RSP = boot stack.
 func (v *VCPU) bootState(b *loader.Built) error {
 	v.kernelMode = true
-	v.cr3Kernel = b.CR3
+	if err := v.d.mmu.setBase(v, false, b.CR3); err != nil {
+		return err
+	}
 	v.kernelSS = hole.FlatRing3DS
 	v.kernelSP = b.StackTop
 	v.regs = kvm.Regs{RSI: b.StartInfoVA}
@@ -188,6 +191,13 @@ func (v *VCPU) loop(ctx context.Context) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	v.kv.BindThread()
+	defer func() {
+		if v.d.debug {
+			var r kvm.Regs
+			v.kv.GetRegs(&r)
+			v.d.log.Debug("vCPU stopped", "vcpu", v.id, "rip", fmt.Sprintf("%#x", r.RIP), "rsp", fmt.Sprintf("%#x", r.RSP), "history", v.historyString())
+		}
+	}()
 	for !v.d.stopped() {
 		if !v.online {
 			select {
@@ -365,11 +375,14 @@ func (v *VCPU) setModeSelectors() {
 // takeMail applies requests other goroutines posted.
 func (v *VCPU) takeMail() {
 	v.mailbox.Lock()
-	flush := v.flushTLB
-	v.flushTLB = false
+	flush, tick := v.flushTLB, v.timeTick
+	v.flushTLB, v.timeTick = false, false
 	v.mailbox.Unlock()
 	if flush {
 		v.chain.LoadCR3(v.currentCR3())
+	}
+	if tick && v.where != inChain {
+		v.refreshTime()
 	}
 }
 
