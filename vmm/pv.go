@@ -178,6 +178,10 @@ func (v *VCPU) exception(vec int, ec uint64) error {
 			return v.injectTrap(vecGP, uint64(vec)<<3|2, true)
 		}
 		return v.injectTrap(vec, 0, false)
+	case kickVector:
+		// xenvmm's own interrupt: the guest stopped at a clean point;
+		// pending events are delivered before it resumes.
+		return nil
 	case vecDF, vecNMI, vecMC:
 		return fmt.Errorf("exception %d at guest rip %#x", vec, v.frame.RIP)
 	}
@@ -256,16 +260,17 @@ func (v *VCPU) iretHypercall() error {
 
 // deliverEvents bounces to the event callback when an upcall is pending
 // and not masked (test_guest_events), before the guest runs again.
-func (v *VCPU) deliverEvents() {
-	if v.where == inChain || v.cbEvent.address == 0 {
-		return
+func (v *VCPU) deliverEvents() error {
+	if v.cbEvent.address == 0 {
+		return nil
 	}
 	info := v.vcpuInfo()
 	pending, _ := guestmem.Load8(info, abi.VCPUInfoUpcallPending)
 	if pending == 0 || info[abi.VCPUInfoUpcallMask] != 0 {
-		return
+		return nil
 	}
 	if err := v.bounce(v.cbEvent.address, tbfInterrupt, 0); err != nil {
-		v.d.crash("vCPU %d: event upcall: %v", v.id, err)
+		return fmt.Errorf("event upcall at rip %#x rsp %#x (%s mode, %s): %w", v.frame.RIP, v.frame.RSP, v.modeName(), v.where, err)
 	}
+	return nil
 }

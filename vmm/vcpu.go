@@ -59,11 +59,12 @@ type VCPU struct {
 	frame hole.Frame
 	chain hole.Chain
 	// where says what KVM's register state is while Go handles an exit.
-	where    position
-	fatal    error          // set by a hypercall that must kill the domain
-	history  [32]exitRecord // the last exits, for post-mortems
-	histPos  int
-	spurious struct {
+	where        position
+	pendingFlush bool           // a TLB flush another vCPU asked for, due at the next stub
+	fatal        error          // set by a hypercall that must kill the domain
+	history      [32]exitRecord // the last exits, for post-mortems
+	histPos      int
+	spurious     struct {
 		rip, addr uint64
 		n         int
 	}
@@ -171,15 +172,27 @@ func (v *VCPU) kick() {
 type position int
 
 const (
-	// atStub: halted in a ring-0 stub; resume through a return chain.
+	// atStub: halted in a ring-0 stub after an exit; Go owns the guest
+	// state (regs, frame) and resumes it through a return chain.
 	atStub position = iota
-	// inGuest: interrupted in guest code (CPL3); regs and frame are its
-	// state. Resume as is, or through a chain if Go changed them.
-	inGuest
-	// inChain: interrupted part-way through a return chain; let it
-	// finish.
-	inChain
+	// interrupted: KVM_RUN returned EINTR (a kick) wherever the vCPU was
+	// — guest code, the return chain, or delivering an exception. Its
+	// state is left exactly as KVM has it; to get control at a clean
+	// point, xenvmm injects kickVector (KVM_INTERRUPT), which enters a
+	// stub like any other vector.
+	interrupted
 )
+
+func (p position) String() string {
+	if p == atStub {
+		return "at a stub"
+	}
+	return "interrupted"
+}
+
+// kickVector is the interrupt xenvmm injects to stop a running vCPU at a
+// clean point when it has events or requests for it.
+const kickVector = 0xf0
 
 // errStop ends the vCPU loop.
 type stopError struct{}
@@ -219,17 +232,25 @@ func (v *VCPU) loop(ctx context.Context) {
 // step delivers pending events, resumes the guest, and handles one exit.
 func (v *VCPU) step() error {
 	v.takeMail()
-	if v.where != inChain {
+	if v.where == atStub {
 		v.maybeRefreshTime()
-	}
-	v.deliverEvents()
-	if err := v.commit(); err != nil {
-		return err
+		if err := v.deliverEvents(); err != nil {
+			return err
+		}
+		if err := v.commit(); err != nil {
+			return err
+		}
+	} else if v.wantsControl() {
+		// Stop the guest at its next interruptible point: KVM exits
+		// when the guest can take an interrupt (IF=1, so never inside
+		// xenvmm's ring-0 code), and kickVector is queued then.
+		v.kv.RequestInterruptWindow(true)
 	}
 	err := v.kv.Run()
 	if kvm.IsInterrupted(err) {
 		v.kv.SetImmediateExit(false)
-		return v.interrupted()
+		v.where = interrupted
+		return nil
 	}
 	if err != nil {
 		return err
@@ -237,6 +258,12 @@ func (v *VCPU) step() error {
 	switch r := v.kv.ExitReason(); r {
 	case kvm.ExitHLT:
 		return v.stubExit()
+	case kvm.ExitIRQWindowOpen:
+		// The vCPU is in guest code, its state KVM's: leave it, queue
+		// the kick interrupt.
+		v.where = interrupted
+		v.kv.RequestInterruptWindow(false)
+		return v.kv.Interrupt(kickVector)
 	case kvm.ExitShutdown:
 		return fmt.Errorf("triple fault (KVM_EXIT_SHUTDOWN): %s", v.postMortem())
 	case kvm.ExitFailEntry:
@@ -255,24 +282,24 @@ func (v *VCPU) step() error {
 	}
 }
 
-// commit makes KVM's state the resume state.
-func (v *VCPU) commit() error {
-	switch {
-	case v.where == inChain:
-		return nil
-	case v.where == inGuest && !v.modified && v.chain.Len() == 0:
-		return nil
-	case v.where == inGuest:
-		// The vCPU is at CPL3; the chain needs ring 0.
-		var s kvm.Sregs
-		if err := v.kv.GetSregs(&s); err != nil {
-			return err
-		}
-		s.CS, s.SS = hole.Ring0CSSeg, hole.Ring0SSSeg
-		if err := v.kv.SetSregs(&s); err != nil {
-			return err
-		}
+// wantsControl reports whether an interrupted vCPU has work that needs
+// it stopped at a stub: an event upcall to deliver or a TLB flush asked
+// for by another vCPU.
+func (v *VCPU) wantsControl() bool {
+	if v.pendingFlush {
+		return true
 	}
+	if v.cbEvent.address == 0 {
+		return false
+	}
+	info := v.vcpuInfo()
+	pending, _ := guestmem.Load8(info, abi.VCPUInfoUpcallPending)
+	mask, _ := guestmem.Load8(info, abi.VCPUInfoUpcallMask)
+	return pending != 0 && mask == 0
+}
+
+// commit resumes the guest at v.frame with v.regs through a return chain.
+func (v *VCPU) commit() error {
 	stack, err := v.d.space.Slice(v.cpu.StackTopGPA-guestmem.PageSize, guestmem.PageSize)
 	if err != nil {
 		return err
@@ -291,31 +318,6 @@ func (v *VCPU) commit() error {
 	if err := v.kv.SetRegs(&r); err != nil {
 		return err
 	}
-	v.where = atStub
-	v.modified = false
-	return nil
-}
-
-// interrupted handles KVM_RUN returning EINTR (a kick, or a Go runtime
-// signal). If the vCPU was in guest code, its state becomes the resume
-// state so that events can be delivered; if it was part-way through a
-// return chain, it simply continues.
-func (v *VCPU) interrupted() error {
-	var r kvm.Regs
-	if err := v.kv.GetRegs(&r); err != nil {
-		return err
-	}
-	if hole.InStubs(r.RIP) {
-		v.where = inChain
-		return nil
-	}
-	var s kvm.Sregs
-	if err := v.kv.GetSregs(&s); err != nil {
-		return err
-	}
-	v.regs = r
-	v.frame = hole.Frame{RIP: r.RIP, CS: uint64(s.CS.Selector), RFLAGS: r.RFLAGS, RSP: r.RSP, SS: uint64(s.SS.Selector)}
-	v.where = inGuest
 	v.modified = false
 	return nil
 }
@@ -343,6 +345,12 @@ func (v *VCPU) stubExit() error {
 		n := uint64(5)
 		if hole.HasErrorCode(vec) {
 			n = 6
+		}
+		if v.regs.RSP != v.cpu.StackTop-n*8 {
+			// Not an entry from CPL3 (which switches to the top of the
+			// ring-0 stack): the event hit xenvmm's ring-0 code.
+			return fmt.Errorf("vector %d entered at ring 0 (ring-0 rsp %#x, want %#x): the return chain faulted; %s",
+				vec, v.regs.RSP, v.cpu.StackTop-n*8, v.historyString())
 		}
 		raw, err := v.d.space.Slice(v.cpu.StackTopGPA-n*8, n*8)
 		if err != nil {
@@ -379,9 +387,13 @@ func (v *VCPU) takeMail() {
 	v.flushTLB, v.timeTick = false, false
 	v.mailbox.Unlock()
 	if flush {
-		v.chain.LoadCR3(v.currentCR3())
+		v.pendingFlush = true
 	}
-	if tick && v.where != inChain {
+	if v.pendingFlush && v.where == atStub {
+		v.chain.LoadCR3(v.currentCR3())
+		v.pendingFlush = false
+	}
+	if tick {
 		v.refreshTime()
 	}
 }

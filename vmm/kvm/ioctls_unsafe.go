@@ -22,6 +22,7 @@ var (
 	ioctlGetSregs      = ior(0x83, unsafe.Sizeof(Sregs{}))
 	ioctlSetSregs      = iow(0x84, unsafe.Sizeof(Sregs{}))
 	ioctlTranslate     = iowr(0x85, unsafe.Sizeof(Translation{}))
+	ioctlInterrupt     = iow(0x86, unsafe.Sizeof(uint32(0)))
 	ioctlGetMSRs       = iowr(0x88, unsafe.Sizeof(msrsHeader{}))
 	ioctlSetMSRs       = iow(0x89, unsafe.Sizeof(msrsHeader{}))
 	ioctlSetSignalMask = iow(0x8b, unsafe.Sizeof(signalMaskHeader{}))

@@ -81,6 +81,7 @@ func TestIoctlNumbers(t *testing.T) {
 		{"KVM_TRANSLATE", ioctlTranslate, 0xc018ae85},
 		{"KVM_GET_FPU", ioctlGetFPU, 0x81a0ae8c},
 		{"KVM_GET_MSR_INDEX_LIST", ioctlGetMSRIndexList, 0xc004ae02},
+		{"KVM_INTERRUPT", ioctlInterrupt, 0x4004ae86},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %#x, want %#x", tc.name, tc.got, tc.want)

@@ -230,3 +230,28 @@ func (v *VCPU) InternalError() (suberror uint32, data []uint64) { return v.inter
 func (v *VCPU) DebugExit() (exception uint32, pc, dr6, dr7 uint64) {
 	return uint32(v.run.exitU64(0)), v.run.exitU64(8), v.run.exitU64(16), v.run.exitU64(24)
 }
+
+// Interrupt queues an external interrupt (KVM_INTERRUPT), for VMs without
+// an in-kernel irqchip. Issue it only when ReadyForInterrupt says so (or
+// after a KVM_EXIT_IRQ_WINDOW_OPEN).
+func (v *VCPU) Interrupt(vector uint32) error {
+	irq := vector
+	return wrap("KVM_INTERRUPT", ioctlPtr(v.fd, ioctlInterrupt, ptr(&irq)))
+}
+
+// ReadyForInterrupt reports kvm_run.ready_for_interrupt_injection and
+// if_flag: an interrupt queued now is delivered on the next entry.
+func (v *VCPU) ReadyForInterrupt() bool {
+	return v.run.ReadyForInterruptInjection != 0 && v.run.IFFlag != 0
+}
+
+// RequestInterruptWindow sets kvm_run.request_interrupt_window: KVM exits
+// with KVM_EXIT_IRQ_WINDOW_OPEN as soon as the guest can take an
+// interrupt.
+func (v *VCPU) RequestInterruptWindow(on bool) {
+	var b uint8
+	if on {
+		b = 1
+	}
+	v.run.RequestInterruptWindow = b
+}
