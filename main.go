@@ -58,6 +58,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		Usage:   "run unmodified Xen PV guest kernels on KVM, without Xen",
 		Version: version,
 		Writer:  stdout, ErrWriter: stderr,
+		// main turns errors into exit statuses; cli must not os.Exit.
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
@@ -93,7 +95,7 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-format %q: want console or json", format)
 	}
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), lvl)
-	return slog.New(zapslog.NewHandler(core)), nil
+	return slog.New(zapslog.NewHandler(core, zapslog.AddStacktraceAt(slog.LevelError+100))), nil
 }
 
 func (a *app) versionCommand() *cli.Command {

@@ -300,6 +300,7 @@ func (v *VCPU) wantsControl() bool {
 
 // commit resumes the guest at v.frame with v.regs through a return chain.
 func (v *VCPU) commit() error {
+	v.checkHoleSlots()
 	stack, err := v.d.space.Slice(v.cpu.StackTopGPA-guestmem.PageSize, guestmem.PageSize)
 	if err != nil {
 		return err
@@ -460,4 +461,30 @@ func (v *VCPU) historyString() string {
 		}
 	}
 	return b.String()
+}
+
+// checkHoleSlots verifies that the L4s this vCPU may run on still carry
+// the hypervisor's slots (without them the next exception triple-faults)
+// and restores them if the guest overwrote them through a writable alias
+// of a page table, which Xen's type system would have refused.
+func (v *VCPU) checkHoleSlots() {
+	want := v.d.layout.L4Entries()
+	for _, cr3 := range []uint64{v.cr3Kernel, v.cr3User} {
+		if cr3 == 0 {
+			continue
+		}
+		page, err := v.d.space.Page(cr3 >> guestmem.PageShift)
+		if err != nil {
+			continue
+		}
+		for i, e := range want {
+			off := (hole.FirstSlot + i) * 8
+			if binary.LittleEndian.Uint64(page[off:]) != e {
+				v.d.log.Warn("guest overwrote a hypervisor slot of its L4; restored", "vcpu", v.id, "l4", fmt.Sprintf("%#x", cr3), "slot", hole.FirstSlot+i, "rip", fmt.Sprintf("%#x", v.frame.RIP))
+				v.d.mmu.writeHoleSlots(cr3 >> guestmem.PageShift)
+				v.chain.LoadCR3(v.currentCR3())
+				break
+			}
+		}
+	}
 }

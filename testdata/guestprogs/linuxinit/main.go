@@ -83,6 +83,23 @@ func main() {
 	}
 	say("tmpfs ok sha256=%x", sum[:8])
 
+	// xenvmm.action=crash|reboot on the kernel command line ends the
+	// domain that way instead of with a poweroff (for xenvmm's on_* tests).
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(cmdline)) {
+		switch f {
+		case "xenvmm.action=crash":
+			say("crashing the kernel")
+			os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+			fail("sysrq crash did not crash")
+		case "xenvmm.action=reboot":
+			say("rebooting")
+			unix.Sync()
+			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+			select {}
+		}
+	}
+
 	// Time: the guest's view of a 2-second sleep, and its wall clock.
 	say("sleep start wallclock=%d", time.Now().UnixNano())
 	t0 := time.Now()
