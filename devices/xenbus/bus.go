@@ -133,6 +133,7 @@ func (b *Bus) AddWith(dev Device, o AddOptions) error {
 	key := devKey{typ, o.DevID}
 	domid := b.h.DomID()
 	ctx, cancel := context.WithCancel(context.Background())
+	log := b.log.With("dev", typ+"/"+strconv.Itoa(o.DevID), "domid", domid)
 	in := &instance{
 		b:     b,
 		dev:   dev,
@@ -142,8 +143,9 @@ func (b *Bus) AddWith(dev Device, o AddOptions) error {
 			h: b.h, typ: typ, devid: o.DevID,
 			dir:  FrontendPath(typ, domid, o.DevID),
 			bdir: BackendPath(typ, domid, o.DevID),
+			log:  log,
 		},
-		log:     b.log.With("dev", typ+"/"+strconv.Itoa(o.DevID), "domid", domid),
+		log:     log,
 		ctx:     ctx,
 		cancel:  cancel,
 		removeC: make(chan struct{}),
@@ -554,7 +556,7 @@ func (in *instance) finish(removal bool) {
 	if err := in.disconnect(); err != nil {
 		errs = append(errs, fmt.Errorf("disconnect: %w", err))
 	}
-	if removal {
+	if removal && in.backendState() != StateClosed {
 		in.setState(StateClosed)
 	}
 	if err := in.removeTrees(); err != nil {

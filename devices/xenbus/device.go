@@ -88,6 +88,7 @@ type Frontend struct {
 	devid int
 	dir   string
 	bdir  string
+	log   *slog.Logger
 }
 
 // ErrBadNode is wrapped by the errors of ReadInt and ReadUint for a node
@@ -112,10 +113,9 @@ func (fe *Frontend) Dir() string { return fe.dir }
 // BackendDir is the backend directory.
 func (fe *Frontend) BackendDir() string { return fe.bdir }
 
-// Log is the host's logger with the device's identity attached.
-func (fe *Frontend) Log() *slog.Logger {
-	return fe.h.Log().With("dev", fe.typ+"/"+strconv.Itoa(fe.devid))
-}
+// Log is the host's logger with the device's identity (type/devid and
+// domid) attached.
+func (fe *Frontend) Log() *slog.Logger { return fe.log }
 
 // Read returns the value of node in the frontend directory (node may be a
 // relative path such as "queue-0/tx-ring-ref"). A missing node is an error
