@@ -437,10 +437,18 @@ func (v *VCPU) postMortem() string {
 	v.kv.GetSregs(&s)
 	fmt.Fprintf(&b, "rip %#x rsp %#x cs %#x ss %#x cr2 %#x cr3 %#x; guest mode %s, kernel cr3 %#x user cr3 %#x",
 		r.RIP, r.RSP, s.CS.Selector, s.SS.Selector, s.CR2, s.CR3, v.modeName(), v.cr3Kernel, v.cr3User)
-	for _, slot := range []uint64{256, 260} {
-		e, _ := v.d.space.Read64(s.CR3&^0xfff + slot*8)
-		fmt.Fprintf(&b, "; L4[%d]=%#x", slot, e)
+	// After a triple fault KVM has reset the vCPU; what xenvmm last
+	// resumed is more telling.
+	fmt.Fprintf(&b, "; last resume: rip %#x cs %#x rflags %#x rsp %#x ss %#x", v.frame.RIP, v.frame.CS, v.frame.RFLAGS, v.frame.RSP, v.frame.SS)
+	for _, cr3 := range []uint64{v.cr3Kernel, v.cr3User} {
+		if cr3 == 0 {
+			continue
+		}
+		e256, _ := v.d.space.Read64(cr3 + 256*8)
+		e260, _ := v.d.space.Read64(cr3 + 260*8)
+		fmt.Fprintf(&b, "; L4 %#x: [256]=%#x [260]=%#x (typed L%d)", cr3, e256, e260, v.d.mmu.typeOf(cr3>>guestmem.PageShift))
 	}
+	fmt.Fprintf(&b, "; gdt frames %x", v.gdtFrames)
 	b.WriteString("; last exits (oldest first):")
 	b.WriteString(v.historyString())
 	return b.String()
@@ -479,7 +487,8 @@ func (v *VCPU) checkHoleSlots() {
 		}
 		for i, e := range want {
 			off := (hole.FirstSlot + i) * 8
-			if binary.LittleEndian.Uint64(page[off:]) != e {
+			// The CPU sets the accessed bit as it walks.
+			if binary.LittleEndian.Uint64(page[off:])&^guestmem.PTEAccessed != e&^guestmem.PTEAccessed {
 				v.d.log.Warn("guest overwrote a hypervisor slot of its L4; restored", "vcpu", v.id, "l4", fmt.Sprintf("%#x", cr3), "slot", hole.FirstSlot+i, "rip", fmt.Sprintf("%#x", v.frame.RIP))
 				v.d.mmu.writeHoleSlots(cr3 >> guestmem.PageShift)
 				v.chain.LoadCR3(v.currentCR3())
