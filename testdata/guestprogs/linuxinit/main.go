@@ -100,10 +100,10 @@ func main() {
 		}
 	}
 
-	// Time: the guest's view of a 2-second sleep, and its wall clock.
+	// Time: the guest's view of a 5-second sleep, and its wall clock.
 	say("sleep start wallclock=%d", time.Now().UnixNano())
 	t0 := time.Now()
-	time.Sleep(2 * time.Second)
+	time.Sleep(5 * time.Second)
 	el := time.Since(t0)
 	say("sleep done elapsed_ms=%d wallclock=%d", el.Milliseconds(), time.Now().UnixNano())
 	say("poweroff")
