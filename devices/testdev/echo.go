@@ -117,7 +117,7 @@ type echoConn struct {
 	done   chan struct{}
 	served *atomic.Int64
 	buf    []byte
-	err    error
+	err    atomic.Pointer[error] // set by the worker when the ring breaks
 }
 
 // Connect maps the ring, binds the event channel and starts the worker.
@@ -182,12 +182,10 @@ func (e *Echo) Err() error {
 	if e.conn == nil {
 		return nil
 	}
-	select {
-	case <-e.conn.done:
-		return e.conn.err
-	default:
-		return nil
+	if p := e.conn.err.Load(); p != nil {
+		return *p
 	}
+	return nil
 }
 
 // work is the ring loop of blkback's xen_blkif_schedule in miniature.
@@ -208,7 +206,7 @@ func (c *echoConn) work() {
 			_ = c.ep.Notify()
 		}
 		if err := c.back.Err(); err != nil {
-			c.err = err
+			c.err.Store(&err)
 			<-c.stop
 			return
 		}

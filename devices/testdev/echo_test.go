@@ -1,10 +1,14 @@
 package testdev
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
+	"github.com/xenvmm/xenvmm/devices/ring"
 	"github.com/xenvmm/xenvmm/devices/xenbus"
+	"github.com/xenvmm/xenvmm/xenabi/guestmem"
 )
 
 func newGuest(t *testing.T) *Guest {
@@ -121,5 +125,51 @@ func TestEchoBadRequests(t *testing.T) {
 	}
 	if _, err := f.Run(500, rand.New(rand.NewPCG(3, 4))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEchoHostileGuest: a guest that publishes an impossible req_prod
+// stops the backend's ring (no panic, no out-of-bounds access); the device
+// still disconnects cleanly. While connected, the ring grant is pinned: the
+// guest cannot revoke it.
+func TestEchoHostileGuest(t *testing.T) {
+	g := newGuest(t)
+	bus := xenbus.NewBus(g)
+	t.Cleanup(func() { bus.Close() })
+	echo := &Echo{}
+	if err := bus.Add(echo, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := g.ProbeEcho(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Connect(1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.EndGrant(f.ringRef); !errors.Is(err, ErrGrantBusy) {
+		t.Fatalf("revoking a mapped ring grant: %v, want ErrGrantBusy", err)
+	}
+	page, _ := g.Memory().Page(f.ringGFN)
+	guestmem.Store32(page, 0, 0x80000000) // req_prod far beyond the ring
+	g.Send(f.Port())
+	deadline := time.Now().Add(5 * time.Second)
+	for echo.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("backend did not notice the bogus req_prod")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !errors.Is(echo.Err(), ring.ErrBadIndex) {
+		t.Errorf("backend error %v, want ring.ErrBadIndex", echo.Err())
+	}
+	if echo.Served.Load() != 0 {
+		t.Errorf("served %d requests from a broken ring", echo.Served.Load())
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Release(); err != nil {
+		t.Errorf("grants busy after close: %v", err)
 	}
 }
