@@ -72,7 +72,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			a.log = l
 			return ctx, nil
 		},
-		Commands: []*cli.Command{a.checkCommand(), a.runCommand(), a.versionCommand()},
+		Commands: []*cli.Command{a.checkCommand(), a.runCommand(), a.shutdownCommand(), a.listCommand(), a.versionCommand()},
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,6 +42,24 @@ type Options struct {
 	Log       *slog.Logger
 	// Trace counts hypercalls by number and subop (see Domain.Trace).
 	Trace bool
+	// XenstoreSocket is where host tools reach the domain's xenstore
+	// (default XenstoreSocketPath(Name)); "-" disables the socket.
+	XenstoreSocket string
+}
+
+// XenstoreSocketPath is where xenvmm serves the xenstore of the domain
+// called name to host tools (xenstore-utils with XENSTORED_PATH, python3-pyxs,
+// `xenvmm shutdown`): $XDG_RUNTIME_DIR/xenvmm/NAME/xenstored.sock, or
+// /run/xenvmm/NAME/... for root without XDG_RUNTIME_DIR, else under the
+// temporary directory.
+func XenstoreSocketPath(name string) string {
+	if p, err := xenstore.DefaultSocketPath(name); err == nil {
+		return p
+	}
+	if os.Geteuid() == 0 {
+		return filepath.Join("/run/xenvmm", name, "xenstored.sock")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("xenvmm-%d", os.Getuid()), name, "xenstored.sock")
 }
 
 // Exit is how a domain ended.
@@ -113,6 +134,7 @@ type Domain struct {
 
 	events    *evtchn.Table
 	xs        *xenstore.Daemon
+	xsSock    *xenstore.SocketServer
 	storeRing *xenstore.Ring
 	grants    *gnttab.Table
 	uuid      [16]byte
@@ -326,6 +348,19 @@ func (d *Domain) build() error {
 		return err
 	}
 	d.storeRing = ring
+	if sock := d.opts.XenstoreSocket; sock != "-" {
+		if sock == "" {
+			sock = XenstoreSocketPath(d.opts.Name)
+		}
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("a domain named %q is already running (its xenstore answers on %s)", d.opts.Name, sock)
+		}
+		if d.xsSock, err = d.xs.ListenUnix(sock); err != nil {
+			return fmt.Errorf("xenstore socket: %w", err)
+		}
+		d.log.Info("xenstore for host tools", "socket", sock)
+	}
 	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", d.uuid[0:4], d.uuid[4:6], d.uuid[6:8], d.uuid[8:10], d.uuid[10:16])
 	return d.xs.NewClient().PopulateDomU(xenstore.DomU{
 		Domid: uint32(d.domid), Name: d.opts.Name, UUID: uuid,
@@ -404,6 +439,9 @@ func (d *Domain) stopped() bool {
 
 // Close releases the VM and the domain's memory.
 func (d *Domain) Close() error {
+	if d.xsSock != nil {
+		d.xsSock.Close()
+	}
 	for _, v := range d.vcpus {
 		v.close()
 	}

@@ -192,6 +192,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"-kernel", opts.Kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 tsc=reliable quiet loglevel=" + loglevel,
 	}
+	if f := os.Getenv("XENVMM_SANDBOX_QEMU_LOG"); f != "" {
+		// QEMU's own log of CPU resets (a triple fault in the sandbox
+		// kernel ends the run silently otherwise).
+		args = append(args, "-d", "cpu_reset,guest_errors", "-D", f)
+	}
 	cmd := exec.CommandContext(ctx, opts.QEMU, args...)
 	cmd.WaitDelay = 5 * time.Second
 	if opts.Stdin != nil {
