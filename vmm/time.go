@@ -142,6 +142,7 @@ func (v *VCPU) refreshTime() {
 		c.tsc0, c.ns0 = tsc, ns
 	}
 	c.lastRefresh = time.Now()
+	v.lastRefreshNS.Store(c.lastRefresh.UnixNano())
 	info := v.vcpuInfo()
 	writeTimeInfo(info[abi.VCPUInfoTime:abi.VCPUInfoTime+abi.TimeInfoSize], tsc, ns, c.scale)
 	if v.timeVA != 0 {
@@ -260,8 +261,11 @@ func (d *Domain) keepTime(done <-chan struct{}) {
 		case <-d.done:
 			return
 		case <-t.C:
+			now := time.Now().UnixNano()
 			for _, v := range d.vcpus {
-				if !v.online {
+				// Only vCPUs that have run without an exit for a while:
+				// the others refreshed their time on the way.
+				if !v.online || now-v.lastRefreshNS.Load() < int64(2*timeKeeperInterval) {
 					continue
 				}
 				v.mailbox.Lock()

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xenvmm/xenvmm/loader"
@@ -97,6 +98,7 @@ type VCPU struct {
 	// Time (see time.go).
 	tscKHz        uint32
 	clk           vcpuClock
+	lastRefreshNS atomic.Int64 // when clk was last re-anchored (for the time keeper)
 	singleshot    *time.Timer
 	periodic      *time.Ticker
 	periodicStop  chan struct{}
