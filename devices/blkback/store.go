@@ -126,6 +126,9 @@ func OpenFile(path string, readOnly bool, o StoreOptions) (*FileStore, error) {
 		flags = os.O_RDONLY
 	}
 	f, err := os.OpenFile(path, flags, 0)
+	if errors.Is(err, unix.EISDIR) {
+		return nil, fmt.Errorf("%w: %s is a directory", ErrUnsupportedDisk, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blkback: open disk: %w", err)
 	}
