@@ -38,6 +38,7 @@ func baseOptions(cmd *cli.Command, dir string, log *slog.Logger) (sandbox.Option
 		MemoryMiB: int(cmd.Int("memory")), CPUs: int(cmd.Int("cpus")),
 		Timeout: cmd.Duration("timeout"), Log: log, KernelLog: cmd.Bool("kernel-log"),
 		Files: map[string]string{},
+		Plan:  sandbox.Plan{HostRoot: cmd.Bool("host-root")},
 	}, nil
 }
 

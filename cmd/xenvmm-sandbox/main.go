@@ -32,6 +32,7 @@ func main() {
 			&cli.IntFlag{Name: "cpus", Value: 2, Usage: "sandbox vCPUs"},
 			&cli.DurationFlag{Name: "timeout", Value: 0, Usage: "limit for the whole sandbox run (default 20m)"},
 			&cli.BoolFlag{Name: "kernel-log", Usage: "show the sandbox kernel's own messages"},
+			&cli.BoolFlag{Name: "host-root", Value: true, Usage: "share the host's root file system read-only at /host (virtio-9p), for tests that run the host's programs (testenv.HostCommand); --host-root=false leaves it out"},
 		},
 		Commands: []*cli.Command{testCommand(log), execCommand(log), initramfsCommand()},
 	}

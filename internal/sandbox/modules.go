@@ -14,6 +14,13 @@ import (
 // (irqbypass, ccp, ...) are found from each module's .modinfo.
 var KVMModules = []string{"kvm_amd"}
 
+// HostRootModules are the modules that mount the host's root file system
+// shared over virtio-9p (Plan.HostRoot): the virtio PCI transport (a bus
+// driver, so no other module names it in its "depends=") and the 9p
+// file system over virtio; netfs, fscache, 9pnet, virtio and virtio_ring
+// come from their .modinfo.
+var HostRootModules = []string{"virtio_pci", "9pnet_virtio", "9p"}
+
 // ResolveModules finds the named modules under dir (a lib/modules/<ver>
 // tree) and returns their paths with every dependency first, read from
 // the "depends=" entry of each module's .modinfo section.

@@ -22,6 +22,22 @@ type Plan struct {
 	Env []string `json:"env"`
 	// Commands run one after another; all run even when one fails.
 	Commands []Command `json:"commands"`
+	// HostRoot shares the host's root file system with the sandbox:
+	// QEMU exports "/" read-only over virtio-9p (tag HostRootTag), Run
+	// loads HostRootModules, and the init mounts it at HostRootPath with
+	// the sandbox's /proc, /sys, /dev, /run and /tmp bound over the
+	// host's, so that a program chrooted into HostRootPath is the host's
+	// program seeing the sandbox's live state (its sockets under /run,
+	// the files tests write under /tmp). The sandbox's own root (the
+	// initramfs) is bound at SelfRootPath, which lies under /run and so
+	// is visible from the chroot too. The commands get
+	// XENVMM_HOST_ROOT=HostRootPath and XENVMM_SANDBOX_ROOT=SelfRootPath
+	// when all of this succeeded.
+	HostRoot bool `json:"host_root,omitempty"`
+	// HostRootModules are the modules the host root needs (paths inside
+	// the sandbox, filled in by Run); the init loads them and mounts the
+	// host root while it loads Modules, on the other vCPU.
+	HostRootModules []string `json:"host_root_modules,omitempty"`
 }
 
 // Command is one program to run inside the sandbox.
@@ -31,6 +47,14 @@ type Command struct {
 	Dir  string   `json:"dir,omitempty"`
 	Env  []string `json:"env,omitempty"`
 }
+
+// The host root's layout inside the sandbox (see Plan.HostRoot);
+// guestinit and internal/testenv repeat these values.
+const (
+	HostRootTag  = "hostroot"
+	HostRootPath = "/host"
+	SelfRootPath = "/run/sandbox-root"
+)
 
 // Markers printed by guestinit on the console; Run parses them.
 const (

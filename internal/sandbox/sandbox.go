@@ -122,19 +122,35 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	mods, err := ResolveModules(opts.ModulesDir, KVMModules)
-	if err != nil {
-		return nil, err
-	}
 	var rb initramfs.Builder
 	plan := opts.Plan
-	plan.Modules = nil
-	for _, m := range mods {
-		inside := path.Join("/lib/modules", filepath.Base(m))
-		if err := rb.AddFile(inside, m); err != nil {
+	var nmods int
+	// Each list is resolved on its own: the init loads the two at once.
+	addModules := func(names []string) ([]string, error) {
+		mods, err := ResolveModules(opts.ModulesDir, names)
+		if err != nil {
 			return nil, err
 		}
-		plan.Modules = append(plan.Modules, inside)
+		var inside []string
+		for _, m := range mods {
+			in := path.Join("/lib/modules", filepath.Base(m))
+			if err := rb.AddFile(in, m); err != nil {
+				return nil, err
+			}
+			inside = append(inside, in)
+		}
+		nmods += len(mods)
+		return inside, nil
+	}
+	plan.HostRootModules = nil
+	var err error
+	if plan.Modules, err = addModules(KVMModules); err != nil {
+		return nil, err
+	}
+	if plan.HostRoot {
+		if plan.HostRootModules, err = addModules(HostRootModules); err != nil {
+			return nil, err
+		}
 	}
 	pj, err := json.MarshalIndent(plan, "", "  ")
 	if err != nil {
@@ -176,7 +192,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: write initramfs: %w", err)
 	}
-	opts.Log.Info("sandbox initramfs written", "bytes", size, "modules", len(mods), "files", len(opts.Files))
+	opts.Log.Info("sandbox initramfs written", "bytes", size, "modules", nmods, "files", len(opts.Files))
 
 	loglevel := "3"
 	if opts.KernelLog {
@@ -191,6 +207,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		"-serial", "stdio",
 		"-kernel", opts.Kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 tsc=reliable quiet loglevel=" + loglevel,
+	}
+	if plan.HostRoot {
+		// The host's "/", read-only (Plan.HostRoot). multidevs=remap
+		// keeps inode numbers unique across the host's mounts under "/".
+		args = append(args,
+			"-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+			"-device", "virtio-9p-pci,fsdev=hostroot,mount_tag="+HostRootTag)
 	}
 	if f := os.Getenv("XENVMM_SANDBOX_QEMU_LOG"); f != "" {
 		// QEMU's own log of CPU resets (a triple fault in the sandbox

@@ -24,12 +24,28 @@ const (
 	markerReady   = "XENVMM-SANDBOX ready kvm="
 	markerCommand = "XENVMM-SANDBOX command "
 	markerDone    = "XENVMM-SANDBOX done failures="
+	hostRootTag   = "hostroot"
+	hostRootPath  = "/host"
+	selfRootPath  = "/run/sandbox-root"
 )
 
+// hostRootOptions mount the host's root: read-only, and cached loosely
+// (the page cache keeps what a program read, so the next program that
+// loads the same libraries reads no more over 9p; the host's files do not
+// change while a test runs, and what tests write lives in the sandbox's
+// own /tmp and /run). msize is the largest the 6.1 virtio transport takes.
+const hostRootOptions = "trans=virtio,version=9p2000.L,cache=loose,msize=512000"
+
+// liveDirs are the sandbox's own file systems that hide the host's under
+// hostRootPath.
+var liveDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
+
 type plan struct {
-	Modules  []string  `json:"modules"`
-	Env      []string  `json:"env"`
-	Commands []command `json:"commands"`
+	Modules         []string  `json:"modules"`
+	Env             []string  `json:"env"`
+	Commands        []command `json:"commands"`
+	HostRoot        bool      `json:"host_root"`
+	HostRootModules []string  `json:"host_root_modules"`
 }
 
 type command struct {
@@ -77,12 +93,16 @@ func run() int {
 		return 1
 	}
 	failures := 0
-	for _, m := range p.Modules {
-		if err := insmod(m); err != nil {
-			fmt.Printf("guestinit: insmod %s: %v\n", m, err)
-			failures++
-		}
+	// The host root's modules load, and its file system mounts, while
+	// the KVM modules load: module loading is most of the sandbox's start
+	// under TCG, and the sandbox has two vCPUs.
+	hostRoot := make(chan int, 1)
+	if p.HostRoot {
+		go func() { hostRoot <- setupHostRoot(p.HostRootModules) }()
+	} else {
+		hostRoot <- 0
 	}
+	failures += loadModules(p.Modules)
 	kvm := 0
 	for i := 0; i < 50; i++ { // devtmpfs creates the node asynchronously
 		if _, err := os.Stat("/dev/kvm"); err == nil {
@@ -90,6 +110,11 @@ func run() int {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if n := <-hostRoot; n > 0 {
+		failures += n
+	} else if p.HostRoot {
+		p.Env = append(p.Env, "XENVMM_HOST_ROOT="+hostRootPath, "XENVMM_SANDBOX_ROOT="+selfRootPath)
 	}
 	fmt.Printf("%s%d\n", markerReady, kvm)
 
@@ -101,6 +126,72 @@ func run() int {
 		}
 	}
 	return failures
+}
+
+// loadModules loads mods in order and returns the number that failed.
+func loadModules(mods []string) int {
+	failures := 0
+	for _, m := range mods {
+		if err := insmod(m); err != nil {
+			fmt.Printf("guestinit: insmod %s: %v\n", m, err)
+			failures++
+		}
+	}
+	return failures
+}
+
+// setupHostRoot loads the host root's modules and mounts it; it returns
+// the number of failures.
+func setupHostRoot(mods []string) int {
+	if n := loadModules(mods); n > 0 {
+		return n
+	}
+	if err := mountHostRoot(); err != nil {
+		fmt.Printf("guestinit: the host's root file system: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// mountHostRoot mounts the host's root file system, which QEMU exports
+// read-only over virtio-9p, at hostRootPath and binds the sandbox's live
+// file systems over the host's there (see sandbox.Plan.HostRoot). The
+// sandbox's own mounts are made shared first, so that what a test mounts
+// later under /tmp or /run appears under hostRootPath too.
+func mountHostRoot() error {
+	for _, d := range liveDirs {
+		if err := unix.Mount("", d, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make %s shared: %w", d, err)
+		}
+	}
+	if err := os.MkdirAll(selfRootPath, 0o755); err != nil {
+		return err
+	}
+	// Not recursive: the initramfs's own files, without /proc, /run ...
+	if err := unix.Mount("/", selfRootPath, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind / at %s: %w", selfRootPath, err)
+	}
+	if err := os.MkdirAll(hostRootPath, 0o755); err != nil {
+		return err
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		err = unix.Mount(hostRootTag, hostRootPath, "9p", unix.MS_RDONLY, hostRootOptions)
+		// ENOENT: no virtio-9p channel with the tag (yet).
+		if !errors.Is(err, unix.ENOENT) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("mount 9p %s at %s: %w", hostRootTag, hostRootPath, err)
+	}
+	for _, d := range liveDirs {
+		if err := unix.Mount(d, hostRootPath+d, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s at %s: %w", d, hostRootPath+d, err)
+		}
+	}
+	return nil
 }
 
 func insmod(path string) error {
