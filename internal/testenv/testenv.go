@@ -6,12 +6,18 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Strict reports whether missing test inputs must fail the test rather
@@ -151,4 +157,158 @@ func GuestProg(t testing.TB, name string) string {
 		t.Fatalf("building guest program %s: %v\n%s", name, err, b)
 	}
 	return out
+}
+
+// hostPATH is where HostCommand looks for the host's programs, the same
+// in and out of the sandbox: Debian's system directories first, so that a
+// user's PATH (pyenv, a virtualenv) does not decide which python3 runs.
+const hostPATH = "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin"
+
+// hostLiveDirs are the sandbox's own file systems that the sandbox binds
+// over the host's inside its host root (sandbox.Plan.HostRoot), so that
+// their paths are the same for the test and for the host's programs.
+var hostLiveDirs = []string{"/proc", "/sys", "/dev", "/run", "/tmp"}
+
+// HostCommand returns a command that runs the host's program name (a
+// bare name, looked up in /usr/sbin, /usr/bin, /sbin, /bin, /usr/local;
+// or an absolute path on the host) with args: directly on the host, and
+// inside the nested-KVM sandbox chrooted into the host's root file system
+// that the sandbox mounts read-only at $XENVMM_HOST_ROOT, where it sees
+// the sandbox's own /proc, /sys, /dev, /run and /tmp (sockets a test
+// serves under /run, files it writes under t.TempDir()). Paths handed to
+// the program (in args, Dir or Env) must go through HostPath; the
+// command's Dir starts as HostPath of the test's working directory. A
+// missing program, or a sandbox started without the host root, is
+// Missing (a failure in CI).
+func HostCommand(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	root := os.Getenv("XENVMM_HOST_ROOT")
+	if InSandbox() && root == "" {
+		Missing(t, "the host's root file system inside the sandbox (xenvmm-sandbox --host-root)")
+		return nil
+	}
+	path, err := lookHostProgram(root, name)
+	if err != nil {
+		Missing(t, "host program "+name+" ("+err.Error()+")")
+		return nil
+	}
+	cmd := exec.Command(path, args...)
+	if root != "" {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		cmd.Env = append(os.Environ(), "PATH="+hostPATH)
+		if wd, err := os.Getwd(); err == nil {
+			cmd.Dir = HostPath(wd)
+		} else {
+			cmd.Dir = "/"
+		}
+	}
+	return cmd
+}
+
+// HostPath returns the path under which a program started by HostCommand
+// finds the file that the test calls p. On the host that is p itself.
+// Inside the sandbox, paths under /tmp, /run, /dev, /proc and /sys stay
+// the same (the sandbox binds its own over the host's), paths under the
+// host root ($XENVMM_HOST_ROOT/usr/...) lose that prefix, and the
+// sandbox's other files (its initramfs: test binaries, testdata, guest
+// kernels under /sandbox) are reached through $XENVMM_SANDBOX_ROOT, where
+// the sandbox binds its root under /run.
+func HostPath(p string) string {
+	root := os.Getenv("XENVMM_HOST_ROOT")
+	if root == "" {
+		return p
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if rel, ok := pathUnder(abs, root); ok {
+		return filepath.Join("/", rel)
+	}
+	for _, d := range hostLiveDirs {
+		if _, ok := pathUnder(abs, d); ok {
+			return abs
+		}
+	}
+	if self := os.Getenv("XENVMM_SANDBOX_ROOT"); self != "" {
+		return filepath.Join(self, abs)
+	}
+	return abs
+}
+
+// pathUnder reports whether the clean absolute path p is dir or lies
+// below it, and returns the rest.
+func pathUnder(p, dir string) (string, bool) {
+	if p == dir {
+		return ".", true
+	}
+	rest, ok := strings.CutPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+	return rest, ok
+}
+
+// lookHostProgram finds name as a chroot into root ("" for the host's
+// own root, searched directly) would: in hostPATH unless it holds a
+// slash, with symbolic links (Debian's /etc/alternatives are absolute
+// ones) resolved inside root (openat2's RESOLVE_IN_ROOT). It returns the
+// path to execute inside root.
+func lookHostProgram(root, name string) (string, error) {
+	var cands []string
+	switch {
+	case filepath.IsAbs(name):
+		cands = []string{name}
+	case strings.Contains(name, "/"):
+		cands = []string{HostPath(name)}
+	default:
+		for _, d := range filepath.SplitList(hostPATH) {
+			cands = append(cands, filepath.Join(d, name))
+		}
+	}
+	if root == "" {
+		for _, c := range cands {
+			if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+				return c, nil
+			}
+		}
+		if len(cands) == 1 {
+			return "", fmt.Errorf("%s: not an executable file", cands[0])
+		}
+		return "", fmt.Errorf("not found in %s", hostPATH)
+	}
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", root, err)
+	}
+	defer unix.Close(rfd)
+	var last error
+	for _, c := range cands {
+		fd, err := unix.Openat2(rfd, strings.TrimPrefix(c, "/"), &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT,
+		})
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			continue
+		}
+		if err != nil {
+			last = fmt.Errorf("%s: %w", c, err)
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		switch {
+		case err != nil:
+			last = fmt.Errorf("%s: %w", c, err)
+		case st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o111 == 0:
+			last = fmt.Errorf("%s: not an executable file", c)
+		default:
+			return c, nil
+		}
+	}
+	switch {
+	case last != nil:
+		return "", last
+	case len(cands) > 1:
+		return "", fmt.Errorf("not found in %s", hostPATH)
+	}
+	return "", fmt.Errorf("%s: %w", cands[0], unix.ENOENT)
 }
