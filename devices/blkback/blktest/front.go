@@ -23,6 +23,9 @@ type Front struct {
 	Mem      *Memory
 	Protocol blkback.Protocol
 	RingRef  uint32
+	// NoClear leaves read pages as they were instead of zeroing them
+	// before the request (benchmarks).
+	NoClear bool
 
 	ringPage int
 	kick     func()

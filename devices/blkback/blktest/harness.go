@@ -54,11 +54,12 @@ type Transfer struct {
 // StartIO submits a request of operation op (BLKIF_OP_READ, WRITE,
 // FLUSH_DISKCACHE or WRITE_BARRIER) at sector with segments of the given
 // shape, each in its own freshly granted page; data (for a write) is laid
-// out in the segments in order. indirect sends it as BLKIF_OP_INDIRECT
-// with the segments in granted indirect pages.
+// out in the segments in order (nil leaves the pages as they are, for
+// benchmarks). indirect sends it as BLKIF_OP_INDIRECT with the segments
+// in granted indirect pages.
 func (f *Front) StartIO(op uint8, sector uint64, data []byte, shape []Shape, indirect bool) (*Transfer, error) {
 	read := op == blkback.OpRead
-	if !read && len(data) != ShapeLen(shape) {
+	if !read && data != nil && len(data) != ShapeLen(shape) {
 		return nil, fmt.Errorf("blktest: %d bytes of data for a %d-byte shape", len(data), ShapeLen(shape))
 	}
 	t := &Transfer{f: f, read: read, shape: shape}
@@ -71,11 +72,12 @@ func (f *Front) StartIO(op uint8, sector uint64, data []byte, shape []Shape, ind
 		}
 		t.pages = append(t.pages, pg)
 		page := f.Mem.Page(pg)
-		if !read {
+		switch {
+		case !read && data != nil:
 			off := int(s.First) * blkback.SectorSize
 			n := copy(page[off:off+s.Len()], data)
 			data = data[n:]
-		} else {
+		case read && !f.NoClear:
 			clear(page)
 		}
 		// A read fills the page: the guest grants it writable.
@@ -133,14 +135,26 @@ func (f *Front) StartRead(sector uint64, shape []Shape, indirect bool) (*Transfe
 // backend still maps one) and frees the pages. For a successful read it
 // returns the data gathered from the segments.
 func (t *Transfer) Wait() (blkback.Response, []byte, error) {
+	return t.wait(true)
+}
+
+// Finish is Wait without gathering the data read.
+func (t *Transfer) Finish() (blkback.Response, error) {
+	rsp, _, err := t.wait(false)
+	return rsp, err
+}
+
+func (t *Transfer) wait(gather bool) (blkback.Response, []byte, error) {
 	var rsp blkback.Response
+	timer := time.NewTimer(Timeout)
+	defer timer.Stop()
 	select {
 	case rsp = <-t.c:
-	case <-time.After(Timeout):
+	case <-timer.C:
 		return rsp, nil, errors.New("blktest: no response")
 	}
 	var data []byte
-	if t.read && rsp.Status == blkback.RspOkay {
+	if gather && t.read && rsp.Status == blkback.RspOkay {
 		for i, s := range t.shape {
 			off := int(s.First) * blkback.SectorSize
 			data = append(data, t.f.Mem.Page(t.pages[i])[off:off+s.Len()]...)

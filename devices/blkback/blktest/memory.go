@@ -27,9 +27,12 @@ var (
 	ErrOutOfMemory = errors.New("blktest: out of guest pages")
 )
 
+// grant is one entry of the fake grant table.
 type grant struct {
 	page     int
 	readonly bool
+	inUse    bool
+	pinned   int // backend mappings
 }
 
 // Memory is guest RAM (one anonymous mapping, page-aligned as a real
@@ -39,18 +42,23 @@ type grant struct {
 type Memory struct {
 	mem []byte
 
-	mu     sync.Mutex
-	free   []int
-	grants map[uint32]grant
-	next   uint32
-	// FailRef makes Map and the copies of that grant fail (0: none).
+	mu   sync.Mutex
+	free []int
+	// grants is indexed by reference; refs 0..7 are reserved, as in
+	// Xen's table, and freeRefs is a LIFO of the free ones.
+	grants   []grant
+	freeRefs []uint32
+	// failRef makes Map and the copies of that grant fail (0: none).
 	failRef uint32
 
-	live       atomic.Int64
-	maps       atomic.Uint64
-	copies     atomic.Uint64
-	pinnedRefs map[uint32]int
+	live   atomic.Int64
+	maps   atomic.Uint64
+	copies atomic.Uint64
 }
+
+// firstRef is the first grant reference handed out
+// (GNTTAB_NR_RESERVED_ENTRIES).
+const firstRef = 8
 
 // NewMemory maps pages of guest RAM.
 func NewMemory(pages int) (*Memory, error) {
@@ -58,7 +66,7 @@ func NewMemory(pages int) (*Memory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blktest: mmap guest memory: %w", err)
 	}
-	m := &Memory{mem: mem, grants: map[uint32]grant{}, next: 8, pinnedRefs: map[uint32]int{}}
+	m := &Memory{mem: mem, grants: make([]grant, firstRef)}
 	for i := pages - 1; i >= 0; i-- {
 		m.free = append(m.free, i)
 	}
@@ -92,16 +100,21 @@ func (m *Memory) Free(i int) {
 	m.free = append(m.free, i)
 }
 
-// Grant grants page i to the backend and returns the reference.
+// Grant grants page i to the backend and returns the reference: the
+// first grant gets reference 8, the next 9, and so on; ended references
+// are reused, last ended first.
 func (m *Memory) Grant(i int, readonly bool) uint32 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ref := m.next
-	m.next++
-	if m.next == 0 {
-		m.next = 8
+	var ref uint32
+	if n := len(m.freeRefs); n > 0 {
+		ref = m.freeRefs[n-1]
+		m.freeRefs = m.freeRefs[:n-1]
+	} else {
+		ref = uint32(len(m.grants))
+		m.grants = append(m.grants, grant{})
 	}
-	m.grants[ref] = grant{page: i, readonly: readonly}
+	m.grants[ref] = grant{page: i, readonly: readonly, inUse: true}
 	return ref
 }
 
@@ -111,13 +124,14 @@ func (m *Memory) Grant(i int, readonly bool) uint32 {
 func (m *Memory) Revoke(ref uint32) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.pinnedRefs[ref] > 0 {
-		return fmt.Errorf("blktest: grant %d still mapped by the backend", ref)
-	}
-	if _, ok := m.grants[ref]; !ok {
+	if uint64(ref) >= uint64(len(m.grants)) || !m.grants[ref].inUse {
 		return ErrBadRef
 	}
-	delete(m.grants, ref)
+	if m.grants[ref].pinned > 0 {
+		return fmt.Errorf("blktest: grant %d still mapped by the backend", ref)
+	}
+	m.grants[ref] = grant{}
+	m.freeRefs = append(m.freeRefs, ref)
 	return nil
 }
 
@@ -139,10 +153,10 @@ func (m *Memory) lookup(ref uint32, write bool) ([]byte, error) {
 	if ref == m.failRef && ref != 0 {
 		return nil, ErrInjected
 	}
-	g, ok := m.grants[ref]
-	if !ok {
+	if uint64(ref) >= uint64(len(m.grants)) || !m.grants[ref].inUse {
 		return nil, fmt.Errorf("%w: %d", ErrBadRef, ref)
 	}
+	g := m.grants[ref]
 	if write && g.readonly {
 		return nil, fmt.Errorf("%w: %d", ErrReadOnly, ref)
 	}
@@ -171,7 +185,7 @@ func (p *mapping) Unmap() error {
 	p.page = nil
 	p.m.live.Add(-1)
 	p.m.mu.Lock()
-	p.m.pinnedRefs[p.ref]--
+	p.m.grants[p.ref].pinned--
 	p.m.mu.Unlock()
 	return nil
 }
@@ -186,7 +200,7 @@ func (m *Memory) Map(ref uint32, readonly bool) (blkback.Mapping, error) {
 	}
 	m.maps.Add(1)
 	m.live.Add(1)
-	m.pinnedRefs[ref]++
+	m.grants[ref].pinned++
 	return &mapping{m: m, ref: ref, page: page}, nil
 }
 
