@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/xenvmm/xenvmm/devices/blkback"
 	"github.com/xenvmm/xenvmm/devices/blkback/blktest"
+	"github.com/xenvmm/xenvmm/devices/testdev"
 )
 
 // benchFileSize is the image each sequential benchmark streams through.
@@ -110,5 +112,53 @@ func benchSequential(b *testing.B, write bool, reqBytes, depth int, indirect boo
 	b.ReportMetric(back.MBps()/host.MBps(), "x-host")
 	if err := h.Front.ProtocolErr(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// BenchmarkGrantPaths measures, on the real grant table (through the
+// fake guest of devices/testdev), what moving one segment costs each way
+// the backend can: map + unmap (the data then moves by preadv/pwritev
+// straight into the mapped page, no copy), or one grant copy of the
+// segment's bytes (on top of the preadv/pwritev into a local buffer).
+// Measured: map+unmap about 190 ns, a copy about 145 ns (512 bytes) to
+// 160 ns (4 KiB); per segment the two are close, and mapping keeps the
+// data to one pass over memory, so QueueConfig.CopyMax defaults to 0.
+func BenchmarkGrantPaths(b *testing.B) {
+	g, err := testdev.NewGuest(testdev.GuestConfig{DomID: 9, Pages: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	gfn, _, err := g.AllocPage()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref, err := g.Grant(gfn, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	grants := blkback.DomainGrants{M: g.Grants(), Dom: g.DomID()}
+	buf := make([]byte, 4096)
+	b.Run("map+unmap", func(b *testing.B) {
+		for range b.N {
+			m, err := grants.Map(ref, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = m.Bytes()[100]
+			if err := m.Unmap(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, n := range []int{512, 4096} {
+		b.Run("copy-"+strconv.Itoa(n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for range b.N {
+				if err := grants.CopyTo(ref, 0, buf[:n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

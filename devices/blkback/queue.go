@@ -527,10 +527,21 @@ func (d *dataIO) release() {
 // (write) or copied out after the read.
 func (q *Queue) mapData(segs []Segment, write bool) (*dataIO, error) {
 	d := &dataIO{bufs: make([][]byte, len(segs))}
+	var local []byte // one buffer for all the copied segments
+	if q.cfg.CopyMax > 0 {
+		total := 0
+		for _, s := range segs {
+			if n := s.Len(); n <= q.cfg.CopyMax {
+				total += n
+			}
+		}
+		local = make([]byte, total)
+	}
 	for i, s := range segs {
 		off, n := s.Offset(), s.Len()
 		if n <= q.cfg.CopyMax {
-			buf := make([]byte, n)
+			buf := local[:n:n]
+			local = local[n:]
 			if write {
 				if err := q.cfg.Grants.CopyFrom(s.Gref, off, buf); err != nil {
 					d.release()

@@ -858,3 +858,44 @@ func TestPersistentGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPersistentGrantsLimit: beyond PersistentLimit, and for a grant the
+// frontend made read-only after all, the backend maps for the request
+// only and unmaps before answering.
+func TestPersistentGrantsLimit(t *testing.T) {
+	st := blktest.NewMemStore(diskSize, false, false)
+	feat := blktest.AllFeatures
+	feat.Persistent = true
+	h := newHarness(t, blktest.Config{Store: st, Features: feat, PersistentLimit: 2})
+	rng := rand.New(rand.NewPCG(13, 13))
+	// A read of four pages grants them writable: two become persistent.
+	data := randBytes(rng, 4*4096)
+	st.Fill(0, data)
+	tr, err := h.Front.StartRead(0, blktest.Contiguous(32), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp, err := tr.Finish()
+	if err == nil {
+		t.Fatal("the guest ended grants the backend keeps mapped")
+	}
+	if rsp.Status != blkback.RspOkay {
+		t.Fatalf("status %d", rsp.Status)
+	}
+	if s := h.Queue.Stats(); s.PersistentGrants != 2 || h.Mem.LiveMappings() != 2 {
+		t.Errorf("%d persistent, %d mapped; want 2, 2", s.PersistentGrants, h.Mem.LiveMappings())
+	}
+	for i := range 4 {
+		if !bytes.Equal(h.Mem.Page(i+1), data[i*4096:(i+1)*4096]) {
+			t.Errorf("page %d differs", i)
+		}
+	}
+	// A read-only grant (a write's) cannot be kept writable: it is
+	// mapped for the request only.
+	h2 := newHarness(t, blktest.Config{Store: st, Features: feat})
+	rsp, err = h2.Front.Write(64, data[:4096], blktest.Contiguous(8), false)
+	wantStatus(t, "write through a read-only grant", rsp, err, blkback.RspOkay)
+	if n := h2.Mem.LiveMappings(); n != 0 {
+		t.Errorf("read-only grant kept mapped (%d)", n)
+	}
+}

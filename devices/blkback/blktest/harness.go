@@ -217,6 +217,8 @@ type Config struct {
 	ReadOnly bool
 	Features blkback.Features
 	CopyMax  int
+	// PersistentLimit: see blkback.QueueConfig.
+	PersistentLimit int
 	// Pages of guest memory; 0 means 4096 (16 MiB).
 	Pages int
 	Log   *slog.Logger
@@ -254,6 +256,8 @@ func New(cfg Config) (*Harness, error) {
 		Features: cfg.Features,
 		CopyMax:  cfg.CopyMax,
 		Log:      cfg.Log,
+
+		PersistentLimit: cfg.PersistentLimit,
 	})
 	if err != nil {
 		f.Close()
