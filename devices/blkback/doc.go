@@ -28,6 +28,21 @@
 //     Connect/Disconnect, which read the frontend's ring references, event
 //     channels and protocol, map the rings and start one Queue per ring.
 //
+// blktest (a subpackage) plays the guest for the tests and benchmarks:
+// guest memory with a fake grant table, a frontend on devices/ring's
+// Front, and a store that keeps written and synced data apart.
+//
+// Wiring (the VMM), per config.Disk d of the domain:
+//
+//	dev, err := blkback.New(d, blkback.Options{Log: log})
+//	err = bus.Add(dev, dev.DevID(), dev.FrontendNodes())
+//
+// where bus is the domain's xenbus.Bus (its Host gives the grant table,
+// the event-channel table and xenstore). The Bus writes the backend
+// nodes, calls Connect when the frontend is Initialised, Disconnect when
+// it closes, and Close (which closes the image) when the device is
+// removed or the bus closed.
+//
 // Durability contract: a write is answered only after pwritev returned
 // all its bytes (the data is in the host kernel, so it survives the
 // VMM being killed), and a flush or barrier only after fdatasync returned

@@ -560,7 +560,10 @@ func (q *Queue) mapData(segs []Segment, write bool) (*dataIO, error) {
 		}
 		if !ok {
 			var err error
-			m, err = q.cfg.Grants.Map(s.Gref, write)
+			// The guest's data goes to disk from a read-only
+			// mapping; a read lands in a writable one.
+			readonly := write
+			m, err = q.cfg.Grants.Map(s.Gref, readonly)
 			if err != nil {
 				d.release()
 				return nil, fmt.Errorf("segment %d: map grant %d: %w", i, s.Gref, err)
