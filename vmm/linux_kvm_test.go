@@ -106,12 +106,13 @@ func TestKVMLinuxBoot(t *testing.T) {
 		t.Errorf("the guest measured its 5 s sleep as %d ms", guestMS)
 	}
 	// The guest's wall clock agrees with the host's: the offset is the
-	// same before and after the sleep (no drift while running: the guest
-	// clock runs at the host's rate), and small. Linux reads the
+	// same before and after the sleep (no drift: the guest clock runs at
+	// the host's rate), and smaller than the boot. Linux reads the
 	// wallclock once at boot and then counts jiffies until it switches to
-	// the xen clocksource (at fs_initcall); under TCG that early boot is
-	// slow and a few hundred microseconds of timer latency per tick add
-	// up to about a second, hence the 3 s bound on the offset.
+	// the xen clocksource (at fs_initcall): under TCG that early boot is
+	// slow, and late timer ticks make it lose time — about 1.5 s on an
+	// idle 2-core machine, 14 s under heavy load — which Linux never
+	// corrects (a domU does not re-read the wallclock).
 	var offsets []time.Duration
 	for _, c := range []struct {
 		at   time.Time
@@ -123,8 +124,8 @@ func TestKVMLinuxBoot(t *testing.T) {
 	if drift := offsets[1] - offsets[0]; drift > 100*time.Millisecond || drift < -100*time.Millisecond {
 		t.Errorf("guest wall clock drifted %v against the host's over a 5 s sleep", drift)
 	}
-	if o := offsets[0]; o > 3*time.Second || o < -3*time.Second {
-		t.Errorf("guest wall clock is %v off the host's", o)
+	if o, boot := offsets[0], started.at.Sub(start); o > boot || o < -time.Second {
+		t.Errorf("guest wall clock is %v off the host's (boot took %v)", o, boot)
 	}
 	t.Logf("guest wall clock: %v behind the host's before the sleep, %v after", offsets[0].Round(time.Millisecond), offsets[1].Round(time.Millisecond))
 	t.Logf("boot to /init: %v of host time; whole run %v; guest sleep 5 s: host %d ms, guest %d ms",
