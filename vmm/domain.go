@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xenvmm/xenvmm/devices/xenbus"
 	"github.com/xenvmm/xenvmm/loader"
 	"github.com/xenvmm/xenvmm/vmm/hole"
 	"github.com/xenvmm/xenvmm/vmm/kvm"
@@ -135,6 +136,7 @@ type Domain struct {
 	events    *evtchn.Table
 	xs        *xenstore.Daemon
 	xsSock    *xenstore.SocketServer
+	bus       *xenbus.Bus
 	storeRing *xenstore.Ring
 	grants    *gnttab.Table
 	uuid      [16]byte
@@ -362,13 +364,16 @@ func (d *Domain) build() error {
 		d.log.Info("xenstore for host tools", "socket", sock)
 	}
 	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", d.uuid[0:4], d.uuid[4:6], d.uuid[6:8], d.uuid[8:10], d.uuid[10:16])
-	return d.xs.NewClient().PopulateDomU(xenstore.DomU{
+	if err := d.xs.NewClient().PopulateDomU(xenstore.DomU{
 		Domid: uint32(d.domid), Name: d.opts.Name, UUID: uuid,
 		MaxMemKiB: d.maxPages * 4, TargetMemKiB: d.nrPages * 4, VCPUs: d.opts.VCPUs, OnlineVCPUs: 1,
 		StorePort: storePort, StoreRingRef: d.built.StorePFN,
 		ConsolePort: conPort, ConsoleRingRef: d.built.ConsolePFN,
 		Kernel: d.opts.Kernel.Name, Cmdline: d.opts.Cmdline,
-	})
+	}); err != nil {
+		return err
+	}
+	return d.setupDevices()
 }
 
 // Xenstore is the domain's xenstore daemon (for host-side clients).
@@ -439,6 +444,9 @@ func (d *Domain) stopped() bool {
 
 // Close releases the VM and the domain's memory.
 func (d *Domain) Close() error {
+	if d.bus != nil {
+		d.bus.Close()
+	}
 	if d.xsSock != nil {
 		d.xsSock.Close()
 	}

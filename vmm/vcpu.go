@@ -60,6 +60,7 @@ type VCPU struct {
 	frame hole.Frame
 	chain hole.Chain
 	// where says what KVM's register state is while Go handles an exit.
+	syncRegs     bool // registers come and go through kvm_run (KVM_CAP_SYNC_REGS)
 	where        position
 	pendingFlush bool           // a TLB flush another vCPU asked for, due at the next stub
 	fatal        error          // set by a hypercall that must kill the domain
@@ -126,6 +127,12 @@ func (d *Domain) newVCPU(id int) (*VCPU, error) {
 	}
 	if khz, err := kv.TSCKHz(); err == nil {
 		v.tscKHz = khz
+	}
+	// KVM_CAP_SYNC_REGS: the general registers travel in kvm_run, saving
+	// two ioctls per exit.
+	if d.sys.CheckExtension(kvm.CapSyncRegs)&kvm.SyncRegsGPR != 0 {
+		kv.EnableSyncRegs(kvm.SyncRegsGPR)
+		v.syncRegs = true
 	}
 	return v, nil
 }
@@ -318,7 +325,10 @@ func (v *VCPU) commit() error {
 	r.RIP = hole.StubRet
 	r.RSP = rsp
 	r.RFLAGS = 2
-	if err := v.kv.SetRegs(&r); err != nil {
+	if v.syncRegs {
+		v.kv.SyncRegs().Regs = r
+		v.kv.MarkSyncRegsDirty(kvm.SyncRegsGPR)
+	} else if err := v.kv.SetRegs(&r); err != nil {
 		return err
 	}
 	v.modified = false
@@ -328,7 +338,9 @@ func (v *VCPU) commit() error {
 // stubExit handles a HLT in one of the hole's stubs.
 func (v *VCPU) stubExit() error {
 	v.where = atStub
-	if err := v.kv.GetRegs(&v.regs); err != nil {
+	if v.syncRegs {
+		v.regs = v.kv.SyncRegs().Regs
+	} else if err := v.kv.GetRegs(&v.regs); err != nil {
 		return err
 	}
 	kind, vec := hole.Classify(v.regs.RIP)
