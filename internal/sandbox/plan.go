@@ -34,10 +34,6 @@ type Plan struct {
 	// XENVMM_HOST_ROOT=HostRootPath and XENVMM_SANDBOX_ROOT=SelfRootPath
 	// when all of this succeeded.
 	HostRoot bool `json:"host_root,omitempty"`
-	// HostRootModules are the modules the host root needs (paths inside
-	// the sandbox, filled in by Run); the init loads them and mounts the
-	// host root while it loads Modules, on the other vCPU.
-	HostRootModules []string `json:"host_root_modules,omitempty"`
 }
 
 // Command is one program to run inside the sandbox.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,35 +123,26 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
-	var rb initramfs.Builder
-	plan := opts.Plan
-	var nmods int
-	// Each list is resolved on its own: the init loads the two at once.
-	addModules := func(names []string) ([]string, error) {
-		mods, err := ResolveModules(opts.ModulesDir, names)
-		if err != nil {
-			return nil, err
-		}
-		var inside []string
-		for _, m := range mods {
-			in := path.Join("/lib/modules", filepath.Base(m))
-			if err := rb.AddFile(in, m); err != nil {
-				return nil, err
-			}
-			inside = append(inside, in)
-		}
-		nmods += len(mods)
-		return inside, nil
+	// One list, loaded in order: loading the 9p modules beside kvm_amd
+	// on the other vCPU saved 0.4 s at best and cost up to 5 s when the
+	// host's CPUs were busy (TCG's cross-vCPU TLB flushes).
+	modNames := KVMModules
+	if opts.Plan.HostRoot {
+		modNames = append(slices.Clone(KVMModules), HostRootModules...)
 	}
-	plan.HostRootModules = nil
-	var err error
-	if plan.Modules, err = addModules(KVMModules); err != nil {
+	mods, err := ResolveModules(opts.ModulesDir, modNames)
+	if err != nil {
 		return nil, err
 	}
-	if plan.HostRoot {
-		if plan.HostRootModules, err = addModules(HostRootModules); err != nil {
+	var rb initramfs.Builder
+	plan := opts.Plan
+	plan.Modules = nil
+	for _, m := range mods {
+		inside := path.Join("/lib/modules", filepath.Base(m))
+		if err := rb.AddFile(inside, m); err != nil {
 			return nil, err
 		}
+		plan.Modules = append(plan.Modules, inside)
 	}
 	pj, err := json.MarshalIndent(plan, "", "  ")
 	if err != nil {
@@ -192,7 +184,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: write initramfs: %w", err)
 	}
-	opts.Log.Info("sandbox initramfs written", "bytes", size, "modules", nmods, "files", len(opts.Files))
+	opts.Log.Info("sandbox initramfs written", "bytes", size, "modules", len(mods), "files", len(opts.Files))
 
 	loglevel := "3"
 	if opts.KernelLog {

@@ -92,17 +92,7 @@ func run() int {
 		fmt.Printf("guestinit: %s: %v\n", planPath, err)
 		return 1
 	}
-	failures := 0
-	// The host root's modules load, and its file system mounts, while
-	// the KVM modules load: module loading is most of the sandbox's start
-	// under TCG, and the sandbox has two vCPUs.
-	hostRoot := make(chan int, 1)
-	if p.HostRoot {
-		go func() { hostRoot <- setupHostRoot(p.HostRootModules) }()
-	} else {
-		hostRoot <- 0
-	}
-	failures += loadModules(p.Modules)
+	failures := loadModules(p.Modules)
 	kvm := 0
 	for i := 0; i < 50; i++ { // devtmpfs creates the node asynchronously
 		if _, err := os.Stat("/dev/kvm"); err == nil {
@@ -111,10 +101,13 @@ func run() int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := <-hostRoot; n > 0 {
-		failures += n
-	} else if p.HostRoot {
-		p.Env = append(p.Env, "XENVMM_HOST_ROOT="+hostRootPath, "XENVMM_SANDBOX_ROOT="+selfRootPath)
+	if p.HostRoot {
+		if err := mountHostRoot(); err != nil {
+			fmt.Printf("guestinit: the host's root file system: %v\n", err)
+			failures++
+		} else {
+			p.Env = append(p.Env, "XENVMM_HOST_ROOT="+hostRootPath, "XENVMM_SANDBOX_ROOT="+selfRootPath)
+		}
 	}
 	fmt.Printf("%s%d\n", markerReady, kvm)
 
@@ -138,19 +131,6 @@ func loadModules(mods []string) int {
 		}
 	}
 	return failures
-}
-
-// setupHostRoot loads the host root's modules and mounts it; it returns
-// the number of failures.
-func setupHostRoot(mods []string) int {
-	if n := loadModules(mods); n > 0 {
-		return n
-	}
-	if err := mountHostRoot(); err != nil {
-		fmt.Printf("guestinit: the host's root file system: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 // mountHostRoot mounts the host's root file system, which QEMU exports
