@@ -8,6 +8,11 @@
 // (guestinit), the plan, the kernel modules and the files the commands
 // need; the guest side (guestinit) executes the plan and prints result
 // markers on the serial console that Run parses.
+//
+// With Plan.HostRoot the sandbox also sees the host's root file system,
+// read-only, at HostRootPath (QEMU's virtio-9p), with its own live file
+// systems bound over the host's there; testenv.HostCommand runs the
+// host's programs chrooted into it.
 package sandbox
 
 // PlanPath is where the plan lives inside the sandbox.
