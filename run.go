@@ -69,6 +69,7 @@ func (a *app) run(ctx context.Context, path string, console, trace bool) error {
 			Name: dom.Name, MemoryMiB: dom.Memory, MaxMemMiB: dom.MaxMem, VCPUs: dom.VCPUs,
 			Kernel: img, Ramdisk: ramdisk, Cmdline: dom.Cmdline,
 			Console: a.stdout, Log: a.log, Trace: trace,
+			Disks: dom.Disks,
 		}
 		if console {
 			opts.ConsoleIn = os.Stdin

@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"fmt"
 	"log/slog"
 
+	"github.com/xenvmm/xenvmm/devices/blkback"
 	"github.com/xenvmm/xenvmm/devices/xenbus"
 	"github.com/xenvmm/xenvmm/xenabi/xenstore"
 )
@@ -23,5 +25,16 @@ func (h hostView) Log() *slog.Logger          { return h.d.log.With("component",
 // exists) and adds the configured devices.
 func (d *Domain) setupDevices() error {
 	d.bus = xenbus.NewBus(hostView{d})
+	for i, disk := range d.opts.Disks {
+		dev, err := blkback.New(disk, blkback.Options{Log: d.log.With("disk", disk.VDev)})
+		if err != nil {
+			return fmt.Errorf("disk[%d] %s: %w", i, disk.Target, err)
+		}
+		if err := d.bus.Add(dev, int(dev.DevID()), dev.FrontendNodes()); err != nil {
+			dev.Close()
+			return fmt.Errorf("disk[%d] %s: %w", i, disk.Target, err)
+		}
+		d.log.Info("disk", "target", disk.Target, "vdev", disk.VDev, "devid", dev.DevID(), "readonly", disk.ReadOnly)
+	}
 	return nil
 }

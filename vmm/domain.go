@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xenvmm/xenvmm/config"
 	"github.com/xenvmm/xenvmm/devices/xenbus"
 	"github.com/xenvmm/xenvmm/loader"
 	"github.com/xenvmm/xenvmm/vmm/hole"
@@ -43,6 +44,9 @@ type Options struct {
 	Log       *slog.Logger
 	// Trace counts hypercalls by number and subop (see Domain.Trace).
 	Trace bool
+	// Disks are the domain's virtual block devices (disk =), served by
+	// blkback.
+	Disks []config.Disk
 	// XenstoreSocket is where host tools reach the domain's xenstore
 	// (default XenstoreSocketPath(Name)); "-" disables the socket.
 	XenstoreSocket string
@@ -148,7 +152,8 @@ type Domain struct {
 	trace *tracer
 	con   *console
 
-	pit pit2
+	pit       pit2
+	closeOnce sync.Once
 
 	debug bool // log every hypercall
 
@@ -405,6 +410,11 @@ func (d *Domain) Run(ctx context.Context) (Exit, error) {
 	}
 	wg.Wait()
 	d.con.flush()
+	// The domain is gone: stop answering for its name.
+	if d.xsSock != nil {
+		d.xsSock.Close()
+		d.xsSock = nil
+	}
 	d.mu.Lock()
 	e := *d.exit
 	d.mu.Unlock()
@@ -442,8 +452,14 @@ func (d *Domain) stopped() bool {
 	}
 }
 
-// Close releases the VM and the domain's memory.
+// Close releases the domain's devices, VM and memory. It may be called
+// more than once.
 func (d *Domain) Close() error {
+	d.closeOnce.Do(d.close)
+	return nil
+}
+
+func (d *Domain) close() {
 	if d.bus != nil {
 		d.bus.Close()
 	}
@@ -464,7 +480,6 @@ func (d *Domain) Close() error {
 			r.Close()
 		}
 	}
-	return nil
 }
 
 // Trace returns the hypercall counts (nil unless Options.Trace).

@@ -3,27 +3,50 @@ package vmm
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/xenvmm/xenvmm/config"
 	"github.com/xenvmm/xenvmm/internal/initramfs"
+	"github.com/xenvmm/xenvmm/internal/sandbox"
 	"github.com/xenvmm/xenvmm/internal/testenv"
 	"github.com/xenvmm/xenvmm/loader"
 	"github.com/xenvmm/xenvmm/xenabi/abi"
 )
 
-// linuxInitramfs is an initramfs whose /init is testdata/guestprogs/NAME.
-func linuxInitramfs(t *testing.T, prog string) []byte {
+// linuxInitramfs is an initramfs whose /init is testdata/guestprogs/NAME,
+// with Debian's kernel modules (and their dependencies) listed in
+// /modules.list in load order.
+func linuxInitramfs(t *testing.T, prog string, modules ...string) []byte {
 	t.Helper()
 	var b initramfs.Builder
 	for _, err := range []error{
 		b.AddFile("init", testenv.GuestProg(t, prog)),
 		b.AddCharDev("dev/console", 0o600, 5, 1),
-		b.AddDir("proc", 0o755), b.AddDir("sys", 0o755), b.AddDir("tmp", 0o1777),
+		b.AddDir("proc", 0o755), b.AddDir("sys", 0o755), b.AddDir("tmp", 0o1777), b.AddDir("dev", 0o755),
 	} {
 		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(modules) > 0 {
+		files, err := sandbox.ResolveModules(testenv.DebianModulesDir(t), modules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list strings.Builder
+		for _, f := range files {
+			inside := "lib/modules/" + filepath.Base(f)
+			if err := b.AddFile(inside, f); err != nil {
+				t.Fatal(err)
+			}
+			list.WriteString("/" + inside + "\n")
+		}
+		if err := b.AddBytes("modules.list", []byte(list.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -37,6 +60,11 @@ func linuxInitramfs(t *testing.T, prog string) []byte {
 // bootLinux boots Debian's kernel with the given initramfs and returns how
 // it ended and what it printed.
 func bootLinux(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration) (Exit, *lineRecorder, *Domain, time.Time) {
+	return bootLinuxWith(t, ramdisk, memMiB, timeout, "", nil)
+}
+
+// bootLinuxWith is bootLinux with extra kernel arguments and disks.
+func bootLinuxWith(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration, extra string, disks []config.Disk) (Exit, *lineRecorder, *Domain, time.Time) {
 	t.Helper()
 	testenv.RequireKVM(t)
 	img, err := loader.LoadFile(testenv.DebianVmlinuz(t))
@@ -49,7 +77,8 @@ func bootLinux(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration
 	}
 	d, err := New(Options{
 		Name: "linux-test", MemoryMiB: memMiB, Kernel: img, Ramdisk: ramdisk,
-		Cmdline: "console=hvc0 rdinit=/init", Console: con, Log: testLogger(t), Trace: true,
+		Cmdline: strings.TrimSpace("console=hvc0 rdinit=/init " + extra), Console: con, Log: testLogger(t), Trace: true,
+		Disks: disks,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +91,7 @@ func bootLinux(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.Close() // release the disks' images for the next boot
 	return exit, con, d, start
 }
 

@@ -98,6 +98,20 @@ func addGuestData(opts *sandbox.Options, env *[]string) {
 		opts.Files["/sandbox/data/vmlinuz"] = ks[len(ks)-1]
 		*env = append(*env, "XENVMM_LINUX=/sandbox/data/vmlinuz")
 	}
+	// Debian's modules that guests load (xen-blkfront, ext4, ...), at their
+	// paths under lib/modules/<version>.
+	if mods, _ := filepath.Glob(filepath.Join(cache, "kernel", "lib", "modules", "*")); len(mods) > 0 {
+		sort.Strings(mods)
+		root := mods[len(mods)-1]
+		if files, err := sandbox.ResolveModules(root, testenv.GuestModules); err == nil {
+			inside := "/sandbox/data/modules/" + filepath.Base(root)
+			for _, f := range files {
+				rel, _ := filepath.Rel(root, f)
+				opts.Files[inside+"/"+filepath.ToSlash(rel)] = f
+			}
+			*env = append(*env, "XENVMM_LINUX_MODULES="+inside)
+		}
+	}
 	if ents, err := os.ReadDir(testenv.GuestsDir()); err == nil {
 		for _, e := range ents {
 			if e.Type().IsRegular() {

@@ -312,3 +312,25 @@ func lookHostProgram(root, name string) (string, error) {
 	}
 	return "", fmt.Errorf("%s: %w", cands[0], unix.ENOENT)
 }
+
+// DebianModulesDir returns the lib/modules/<version> directory of Debian's
+// kernel (its xen-blkfront, xen-netfront, ext4... modules for guests):
+// $XENVMM_LINUX_MODULES inside the sandbox, else the one scripts/setup.sh
+// unpacked.
+func DebianModulesDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("XENVMM_LINUX_MODULES"); d != "" {
+		return d
+	}
+	dirs, _ := filepath.Glob(filepath.Join(CacheDir(), "kernel", "lib", "modules", "*"))
+	if len(dirs) == 0 {
+		Missing(t, "Debian's kernel modules (under "+filepath.Join(CacheDir(), "kernel", "lib", "modules")+")")
+		return ""
+	}
+	sort.Strings(dirs)
+	return dirs[len(dirs)-1]
+}
+
+// GuestModules are the modules of Debian's kernel that xenvmm's guest
+// tests load (with their dependencies); the sandbox runner copies them in.
+var GuestModules = []string{"xen_blkfront", "xen_netfront", "ext4", "crc32c_generic"}
