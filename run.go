@@ -22,6 +22,7 @@ func (a *app) runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "console", Aliases: []string{"c"}, Usage: "attach this terminal's input to the guest console (like xm create -c); output always goes to stdout"},
 			&cli.BoolFlag{Name: "trace-hypercalls", Usage: "count the guest's hypercalls and print a summary when it stops"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the domain after this long (e.g. 10m; for CI)"},
+			&cli.BoolFlag{Name: "console-io", Usage: "print what the guest writes with HYPERVISOR_console_io (a debug Xen's hypervisor console: early boot messages, before the guest's console ring works)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.NArg() != 1 {
@@ -32,12 +33,15 @@ func (a *app) runCommand() *cli.Command {
 				ctx, cancel = context.WithTimeout(ctx, d)
 				defer cancel()
 			}
-			return a.run(ctx, cmd.Args().First(), cmd.Bool("console"), cmd.Bool("trace-hypercalls"))
+			return a.run(ctx, cmd.Args().First(), runFlags{console: cmd.Bool("console"), trace: cmd.Bool("trace-hypercalls"), consoleIO: cmd.Bool("console-io")})
 		},
 	}
 }
 
-func (a *app) run(ctx context.Context, path string, console, trace bool) error {
+type runFlags struct{ console, trace, consoleIO bool }
+
+func (a *app) run(ctx context.Context, path string, f runFlags) error {
+	console, trace := f.console, f.trace
 	dom, warns, img, problems := a.prepare(path)
 	if dom == nil {
 		return cli.Exit(problems[0].Error(), 1)
@@ -68,7 +72,7 @@ func (a *app) run(ctx context.Context, path string, console, trace bool) error {
 		opts := vmm.Options{
 			Name: dom.Name, MemoryMiB: dom.Memory, MaxMemMiB: dom.MaxMem, VCPUs: dom.VCPUs,
 			Kernel: img, Ramdisk: ramdisk, Cmdline: dom.Cmdline,
-			Console: a.stdout, Log: a.log, Trace: trace,
+			Console: a.stdout, Log: a.log, Trace: trace, ConsoleIO: f.consoleIO,
 			Disks: dom.Disks,
 		}
 		if console {

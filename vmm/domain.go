@@ -44,6 +44,10 @@ type Options struct {
 	Log       *slog.Logger
 	// Trace counts hypercalls by number and subop (see Domain.Trace).
 	Trace bool
+	// ConsoleIO lets the guest print with HYPERVISOR_console_io, as a
+	// debug build of Xen does (a release build refuses domUs; guests then
+	// print on their console ring only).
+	ConsoleIO bool
 	// Disks are the domain's virtual block devices (disk =), served by
 	// blkback.
 	Disks []config.Disk
@@ -391,6 +395,10 @@ func (d *Domain) Run(ctx context.Context) (Exit, error) {
 	var wg sync.WaitGroup
 	d.con.start(ctx)
 	d.vcpus[0].online = true
+	// Xen starts every vCPU with a 10 ms periodic VIRQ_TIMER (vcpu
+	// initialisation sets periodic_period); 2.6.18-era kernels rely on
+	// it, later ones stop it with VCPUOP_stop_periodic_timer.
+	d.vcpus[0].setPeriodic(defaultPeriodicTimer)
 	go d.keepTime(ctx.Done())
 	for _, v := range d.vcpus {
 		wg.Add(1)

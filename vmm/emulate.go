@@ -650,7 +650,20 @@ func (v *VCPU) rdmsr(msr uint32) (uint64, bool) {
 		t, ok := v.guestTSC()
 		return t, ok
 	}
+	if legacyMSR(msr) {
+		return 0, true
+	}
 	return 0, false
+}
+
+// legacyMSR reports whether msr is one that 2.6.18-era PV kernels and
+// NetBSD 5 touch unconditionally on their CPU's vendor path (AMD's
+// 0xc001xxxx configuration registers, the MTRRs): the Xen they were
+// written for read such MSRs as zero and dropped writes (with a log
+// line), where today's Xen injects #GP. xenvmm keeps the old behaviour
+// for those ranges only.
+func legacyMSR(msr uint32) bool {
+	return msr >= 0xc0010000 && msr <= 0xc0011fff || msr >= 0x200 && msr <= 0x2ff || msr == 0xfe
 }
 
 func (v *VCPU) wrmsr(msr uint32, val uint64) bool {
@@ -679,5 +692,5 @@ func (v *VCPU) wrmsr(msr uint32, val uint64) bool {
 	case msrPAT, msrSpecCtrl, msrMiscEnable:
 		return true // accepted and ignored, as Xen does for a PV guest
 	}
-	return false
+	return legacyMSR(msr)
 }

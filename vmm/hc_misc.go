@@ -82,10 +82,16 @@ func (v *VCPU) hcXenVersion(a hcArgs) uint64 {
 	return errno(abi.ENOSYS)
 }
 
-// hcConsoleIO: HYPERVISOR_console_io(cmd, count, buffer). Writes go to
-// the domain's console, as a debug Xen lets every domain do.
+// hcConsoleIO: HYPERVISOR_console_io(cmd, count, buffer). A release Xen
+// refuses it to a domU (-EPERM; XSM's default for CONSOLEIO_write), and
+// guests then use their PV console ring, so that is the default. With
+// Options.ConsoleIO (a debug Xen's behaviour) writes go to the console,
+// which shows what a guest prints before its ring works.
 func (v *VCPU) hcConsoleIO(a hcArgs) uint64 {
 	v.d.trace.count(abi.HYPERVISOR_console_io, a[0])
+	if !v.d.opts.ConsoleIO {
+		return errno(abi.EPERM)
+	}
 	switch a[0] {
 	case abi.CONSOLEIO_write:
 		n := a[1]

@@ -166,6 +166,7 @@ func (v *VCPU) vcpuLifecycle(cmd uint64, t *VCPU, ctxVA uint64) uint64 {
 			return errno(abi.EINVAL)
 		}
 		t.online = true
+		t.setPeriodic(defaultPeriodicTimer)
 		t.kick()
 		return 0
 	case abi.VCPUOP_down:

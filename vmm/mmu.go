@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 
 	"github.com/xenvmm/xenvmm/vmm/hole"
@@ -462,6 +463,9 @@ func (v *VCPU) hcMMUExtOp(a hcArgs) uint64 {
 		arg1, arg2 := binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[16:])
 		v.d.trace.count(abi.HYPERVISOR_mmuext_op, cmd)
 		if e := v.mmuext(cmd, arg1, arg2); e != 0 {
+			if v.d.debug {
+				v.d.log.Debug("mmuext_op refused", "cmd", cmd, "arg1", fmt.Sprintf("%#x", arg1), "arg2", fmt.Sprintf("%#x", arg2), "errno", e.Name())
+			}
 			ret = errno(e)
 			break
 		}
@@ -555,7 +559,7 @@ func (v *VCPU) mmuext(cmd, arg1, arg2 uint64) abi.Errno {
 	case abi.MMUEXT_FLUSH_CACHE, abi.MMUEXT_FLUSH_CACHE_GLOBAL:
 		return 0 // nothing to do with coherent guest memory
 	case abi.MMUEXT_SET_LDT:
-		return v.setLDT(arg1, arg2)
+		return v.setLDT(arg1, arg2&0xffffffff) // arg2.nr_ents is an unsigned int
 	case abi.MMUEXT_CLEAR_PAGE:
 		if !v.d.isRAM(arg1) || m.typeOf(arg1) != 0 {
 			return abi.EINVAL

@@ -193,6 +193,9 @@ func (d *Domain) setWallclock() {
 	guestmem.Store32(si, abi.SharedInfoWcVersion, ver+1)
 }
 
+// defaultPeriodicTimer is the period Xen gives every new vCPU.
+const defaultPeriodicTimer = 10 * time.Millisecond
+
 // Timers: the singleshot timer and the periodic timer raise VIRQ_TIMER on
 // their vCPU.
 
