@@ -29,6 +29,20 @@ type Link interface {
 	Close() error
 }
 
+// carrierSetter is implemented by links with a carrier (*tap.Tap): off
+// while no frontend is connected, as Linux's netback keeps its vif.
+type carrierSetter interface {
+	SetCarrier(up bool) error
+}
+
+// setCarrier sets l's carrier if it has one.
+func setCarrier(l Link, up bool) error {
+	if c, ok := l.(carrierSetter); ok {
+		return c.SetCarrier(up)
+	}
+	return nil
+}
+
 // Stats counts a vif's traffic. Tx is guest to host, Rx host to guest,
 // as netif.h names the rings.
 type Stats struct {

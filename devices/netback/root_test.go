@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xenvmm/xenvmm/config"
 	"github.com/xenvmm/xenvmm/devices/tap"
@@ -144,8 +145,27 @@ func TestTapUDP(t *testing.T) {
 	h := newHostSide(t, "mac=aa:00:00:50:02:f0, bridge=br0, script=vif-record, ip=10.0.0.2", Options{ScriptDir: dir, DomainName: "nbsd"})
 	nf := newNetfront(t, linuxFeatures)
 	link := h.vif.link.(*tap.Tap)
+	carrier := func() bool {
+		var up bool
+		if err := h.ns.Do(func() error {
+			l, err := netlink.LinkByName("vif9.0")
+			if err == nil {
+				up = l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return up
+	}
+	if carrier() {
+		t.Error("carrier on before the frontend connected")
+	}
 	if err := h.vif.connect(context.Background(), nf.fe); err != nil {
 		t.Fatal(err)
+	}
+	if !carrier() {
+		t.Error("carrier off with the frontend connected")
 	}
 	var conn *net.UDPConn
 	err := h.ns.Do(func() error {

@@ -116,8 +116,9 @@ type Vif struct {
 // New sets up vif v of guest o.DomID: it picks the guest's MAC (mac=, or
 // 00:16:3e with three random bytes as xl does), creates the tap
 // (vifname= or vif<domid>.<devid>; MAC tap.HostMAC of mac=, or
-// fe:ff:ff:ff:ff:ff; MTU mtu= or 1500; a port of bridge= when given; up),
-// runs script= "up" when given, and starts reading frames. The guest
+// fe:ff:ff:ff:ff:ff; MTU mtu= or 1500; a port of bridge= when given; up,
+// with its carrier off until a frontend connects), runs script= "up" when
+// given, and starts reading frames. The guest
 // connects later through the xenbus Bus (Connect). Keys it does not
 // implement (rate=, backend= other than domain 0, accel, COLO) are
 // refused or logged.
@@ -214,6 +215,9 @@ func New(v config.Vif, o Options) (*Vif, error) {
 				return nil, fmt.Errorf("netback: vif %d: %w", devid, err)
 			}
 		}
+	}
+	if err := setCarrier(vif.link, false); err != nil {
+		vif.log.Warn("netback: cannot turn the link's carrier off", "err", err)
 	}
 	go vif.readLoop()
 	vif.log.Debug("netback: vif ready", "mac", vif.mac, "bridge", v.Bridge, "mtu", vif.mtu)
@@ -436,6 +440,9 @@ func (v *Vif) connect(_ context.Context, fp frontendPort) error {
 	v.mu.Lock()
 	v.conn, v.pending = c, nil
 	v.mu.Unlock()
+	if err := setCarrier(v.link, true); err != nil {
+		v.log.Warn("netback: cannot turn the link's carrier on", "err", err)
+	}
 	v.log.Info("netback: connected", "queues", nq, "sg", f.sg, "gso4", f.gso4, "gso6", f.gso6,
 		"csum4", f.csum4, "csum6", f.csum6, "rx-notify", f.notify)
 	return nil
@@ -640,7 +647,7 @@ func (v *Vif) dispatch(bufs []*rxBuf) {
 
 // Disconnect ends the connection: it stops the queues' goroutines,
 // unmaps the rings, closes the event channels and turns the link's
-// offloads off. Frames from the host are dropped until the next Connect.
+// offloads and carrier off. Frames from the host are dropped until the next Connect.
 func (v *Vif) Disconnect() error {
 	v.mu.Lock()
 	c := v.conn
@@ -668,6 +675,9 @@ func (v *Vif) Disconnect() error {
 	}
 	if err := v.link.SetOffload(0); err != nil && !errors.Is(err, tap.ErrClosed) {
 		v.log.Debug("netback: resetting offloads", "err", err)
+	}
+	if err := setCarrier(v.link, false); err != nil && !errors.Is(err, tap.ErrClosed) {
+		v.log.Debug("netback: carrier off", "err", err)
 	}
 	v.log.Info("netback: disconnected")
 	if err := errors.Join(errs...); err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xenvmm/xenvmm/devices/tap"
 	"github.com/xenvmm/xenvmm/devices/tap/taptest"
@@ -72,6 +73,21 @@ func TestCreateBridgedTap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ps.Close()
+	// Carrier follows SetCarrier (the kernel's lower-up flag).
+	for _, up := range []bool{false, true} {
+		if err := tp.SetCarrier(up); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Do(func() error {
+			l, err := netlink.LinkByName("vif5.0")
+			if err == nil && (l.Attrs().RawFlags&unix.IFF_LOWER_UP != 0) != up {
+				t.Errorf("carrier %v: flags %#x", up, l.Attrs().RawFlags)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if tp.Name() != "vif5.0" {
 		t.Errorf("Name = %q", tp.Name())
 	}

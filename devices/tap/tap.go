@@ -168,6 +168,27 @@ func (t *Tap) SetOffload(flags int) error {
 	return nil
 }
 
+// SetCarrier sets the link's carrier (TUNSETCARRIER), as Linux's
+// netback does with netif_carrier_on/off while a frontend is connected or
+// not: without carrier a bridge does not forward to the port.
+func (t *Tap) SetCarrier(up bool) error {
+	v := 0
+	if up {
+		v = 1
+	}
+	var err error
+	cerr := t.rc.Control(func(fd uintptr) {
+		err = unix.IoctlSetPointerInt(int(fd), unix.TUNSETCARRIER, v)
+	})
+	if cerr != nil {
+		return fmt.Errorf("tap %s: TUNSETCARRIER: %w", t.name, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("tap %s: TUNSETCARRIER %d: %w", t.name, v, err)
+	}
+	return nil
+}
+
 // Read reads one frame (VnetHdr then the Ethernet frame) into b, blocking
 // until one arrives. A frame longer than b is an error (EINVAL or EFAULT
 // from the kernel); size b for 64 KiB GSO frames when TSO is offloaded.
