@@ -47,9 +47,30 @@
 // flow. Buffers are reused: the TX path copies into a per-queue arena,
 // the RX path reads into a bounded pool.
 //
+// Host side (devices/tap): the tap is vifname= or vif<domid>.<devid>,
+// Xen's name for it on a Linux domain 0 (Xen's Linux hotplug scripts
+// parse the domain id back out of it; a NetBSD domain 0 would call it
+// xvif<domid>.<devid>); its MAC is the guest's with 00:00:00:01:00:00
+// XOR'd in when mac= is given, as the seed configurations describe, else
+// fe:ff:ff:ff:ff:ff as Xen's vif-bridge sets; it joins bridge= when given
+// (no bridge= leaves it unbridged: xl's default xenbr0 is the business
+// of its vif-bridge script, which xenvmm does not run unless asked); its
+// carrier is on only while a frontend is connected. script= runs after
+// the tap is set up ("up") and before it goes ("down"), by default in the
+// xend convention the seed configurations' users wrote their scripts for
+// (script up|down domain= vif= mac= bridge= [ip=]); Options selects
+// libxl's (online|offline type_if=vif, details in the environment) or
+// NetBSD xenbackendd's instead. ip= is written to the backend directory
+// as xl does; netback itself filters nothing.
+//
 // The VMM's part: New(config.Vif, Options) per vif entry (this creates
 // the tap and runs the hotplug script), then the xenbus Bus's AddWith
 // with FrontendNodes and ReadOnlyFrontendNodes; the Bus calls Connect
 // and Disconnect as the frontend comes and goes, and Close at removal or
 // domain teardown.
+//
+// Not implemented: rate= (credit scheduling), the control ring (hash
+// configuration), multicast filtering (feature-multicast-control), page
+// flipping (rx-flip), XDP headroom, UDP segmentation offloads (never
+// enabled on the tap, so never needed).
 package netback
