@@ -103,7 +103,11 @@ func (e *txEngine) malformedf(format string, args ...any) {
 func (e *txEngine) packet() {
 	e.slots, e.frags = e.slots[:0], e.frags[:0]
 	peek := func(i int) ([]byte, bool) { return e.ring.PeekRequest(uint32(i)) }
-	s, _ := peek(0)
+	s, ok := peek(0)
+	if !ok { // work saw it pending; only a broken ring takes it back
+		e.broken = true
+		return
+	}
 	first := DecodeTxRequest(s)
 	e.slots = append(e.slots, txSlot{id: first.ID})
 	e.frags = append(e.frags, first)
