@@ -94,6 +94,13 @@ func (v *VCPU) pageFault(ec uint64) error {
 			}
 		}
 	}
+	if v.d.debug {
+		level := 0
+		if tr, err := v.d.space.Walk(cr3, cr2, guestmem.AccessRead, true); err == nil {
+			level = v.d.mmu.typeOf(tr.GPA >> guestmem.PageShift)
+		}
+		v.d.log.Debug("page fault reflected", "vcpu", v.id, "cr2", fmt.Sprintf("%#x", cr2), "error_code", fmt.Sprintf("%#x", ec), "rip", fmt.Sprintf("%#x", v.frame.RIP), "pt_level", level)
+	}
 	// Reflect to the guest: CR2 into vcpu_info, the error code's user bit
 	// from the guest's mode (pv_inject_event).
 	info := v.vcpuInfo()
