@@ -58,6 +58,9 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 	if img == nil {
 		return cli.Exit(fmt.Sprintf("%s: kernel %q could not be loaded", path, dom.Kernel), 1)
 	}
+	if len(dom.PCI) > 0 {
+		return cli.Exit(fmt.Sprintf("%s: pci = %d device(s): PCI passthrough (pciback over VFIO) is not implemented yet; remove the pci line to run this domain", path, len(dom.PCI)), 1)
+	}
 	if !kvm.Available() {
 		return cli.Exit("no /dev/kvm on this host: run xenvmm inside the nested-KVM sandbox (scripts/run.sh)", 1)
 	}
@@ -73,7 +76,7 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 			Name: dom.Name, MemoryMiB: dom.Memory, MaxMemMiB: dom.MaxMem, VCPUs: dom.VCPUs,
 			Kernel: img, Ramdisk: ramdisk, Cmdline: dom.Cmdline,
 			Console: a.stdout, Log: a.log, Trace: trace, ConsoleIO: f.consoleIO,
-			Disks: dom.Disks,
+			Disks: dom.Disks, Vifs: dom.Vifs,
 		}
 		if console {
 			opts.ConsoleIn = os.Stdin

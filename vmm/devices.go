@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/xenvmm/xenvmm/devices/blkback"
+	"github.com/xenvmm/xenvmm/devices/netback"
 	"github.com/xenvmm/xenvmm/devices/xenbus"
 	"github.com/xenvmm/xenvmm/xenabi/xenstore"
 )
@@ -35,6 +36,22 @@ func (d *Domain) setupDevices() error {
 			return fmt.Errorf("disk[%d] %s: %w", i, disk.Target, err)
 		}
 		d.log.Info("disk", "target", disk.Target, "vdev", disk.VDev, "devid", dev.DevID(), "readonly", disk.ReadOnly)
+	}
+	for i, vc := range d.opts.Vifs {
+		v, err := netback.New(vc, netback.Options{
+			DomID: d.domid, Index: i, DomainName: d.opts.Name, ScriptDir: d.opts.VifScriptDir,
+			Log: d.log.With("component", "netback"),
+		})
+		if err != nil {
+			return fmt.Errorf("vif[%d]: %w", i, err)
+		}
+		if err := d.bus.AddWith(v, xenbus.AddOptions{
+			DevID: v.DevID(), FrontendNodes: v.FrontendNodes(), ReadOnlyFrontendNodes: v.ReadOnlyFrontendNodes(),
+		}); err != nil {
+			v.Close()
+			return fmt.Errorf("vif[%d] %s: %w", i, v.Name(), err)
+		}
+		d.log.Info("vif", "name", v.Name(), "mac", v.MAC(), "bridge", vc.Bridge, "devid", v.DevID())
 	}
 	return nil
 }

@@ -51,6 +51,12 @@ type Options struct {
 	// Disks are the domain's virtual block devices (disk =), served by
 	// blkback.
 	Disks []config.Disk
+	// Vifs are the domain's network interfaces (vif =), served by
+	// netback over a tap each.
+	Vifs []config.Vif
+	// VifScriptDir is where a vif's script= without '/' is looked up
+	// (tap.DefaultScriptDir, /etc/xen/scripts, when empty).
+	VifScriptDir string
 	// XenstoreSocket is where host tools reach the domain's xenstore
 	// (default XenstoreSocketPath(Name)); "-" disables the socket.
 	XenstoreSocket string

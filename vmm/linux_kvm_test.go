@@ -66,6 +66,32 @@ func bootLinux(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration
 // bootLinuxWith is bootLinux with extra kernel arguments and disks.
 func bootLinuxWith(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Duration, extra string, disks []config.Disk) (Exit, *lineRecorder, *Domain, time.Time) {
 	t.Helper()
+	d, con := newLinux(t, ramdisk, memMiB, extra, func(o *Options) { o.Disks = disks })
+	exit, start := runLinux(t, d, timeout)
+	return exit, con, d, start
+}
+
+// newLinux builds a domain for Debian's kernel with the given initramfs;
+// mod adjusts its options.
+func newLinux(t *testing.T, ramdisk []byte, memMiB int64, extra string, mod func(*Options)) (*Domain, *lineRecorder) {
+	t.Helper()
+	opts, con := linuxOptions(t, ramdisk, memMiB, extra)
+	if mod != nil {
+		mod(&opts)
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, con
+}
+
+// linuxOptions are the options of a domain running Debian's kernel with
+// the given initramfs, its console recorded. The domain's xenstore socket
+// is in the test's temporary directory.
+func linuxOptions(t *testing.T, ramdisk []byte, memMiB int64, extra string) (Options, *lineRecorder) {
+	t.Helper()
 	testenv.RequireKVM(t)
 	img, err := loader.LoadFile(testenv.DebianVmlinuz(t))
 	if err != nil {
@@ -75,24 +101,31 @@ func bootLinuxWith(t *testing.T, ramdisk []byte, memMiB int64, timeout time.Dura
 	if testing.Verbose() {
 		con.echo = os.Stdout
 	}
-	d, err := New(Options{
+	return Options{
 		Name: "linux-test", MemoryMiB: memMiB, Kernel: img, Ramdisk: ramdisk,
 		Cmdline: strings.TrimSpace("console=hvc0 rdinit=/init " + extra), Console: con, Log: testLogger(t), Trace: true,
-		Disks: disks,
-	})
+		XenstoreSocket: filepath.Join(t.TempDir(), "xs.sock"),
+	}, con
+}
+
+// runLinux runs d for at most timeout, then closes it (releasing its
+// disks' images and taps for the next boot).
+func runLinux(t *testing.T, d *Domain, timeout time.Duration) (Exit, time.Time) {
+	t.Helper()
+	start := time.Now()
+	exit, err := runClose(d, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	return exit, start
+}
+
+func runClose(d *Domain, timeout time.Duration) (Exit, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	start := time.Now()
 	exit, err := d.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Close() // release the disks' images for the next boot
-	return exit, con, d, start
+	d.Close()
+	return exit, err
 }
 
 // TestKVMLinuxBoot boots Debian's unmodified linux-image-amd64 as a PV

@@ -14,6 +14,11 @@ import (
 // (irqbypass, ccp, ...) are found from each module's .modinfo.
 var KVMModules = []string{"kvm_amd"}
 
+// NetModules give the sandbox what the network tests build their
+// namespaces from: tap devices, bridges and veth pairs (stp and llc come
+// from bridge's .modinfo).
+var NetModules = []string{"tun", "bridge", "veth"}
+
 // HostRootModules are the modules that mount the host's root file system
 // shared over virtio-9p (Plan.HostRoot): the virtio PCI transport (a bus
 // driver, so no other module names it in its "depends=") and the 9p

@@ -33,6 +33,7 @@ func TestResolveModules(t *testing.T) {
 	}{
 		{"kvm", KVMModules, []string{"kvm_amd", "kvm", "irqbypass", "ccp"}},
 		{"host root", HostRootModules, []string{"virtio_pci", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio", "virtio_ring", "9pnet_virtio", "9pnet", "9p", "netfs", "fscache"}},
+		{"net", NetModules, []string{"tun", "bridge", "stp", "llc", "veth"}},
 		{"both", append(append([]string{}, KVMModules...), HostRootModules...), []string{"kvm_amd", "9p"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -126,9 +126,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	// One list, loaded in order: loading the 9p modules beside kvm_amd
 	// on the other vCPU saved 0.4 s at best and cost up to 5 s when the
 	// host's CPUs were busy (TCG's cross-vCPU TLB flushes).
-	modNames := KVMModules
+	modNames := append(slices.Clone(KVMModules), NetModules...)
 	if opts.Plan.HostRoot {
-		modNames = append(slices.Clone(KVMModules), HostRootModules...)
+		modNames = append(modNames, HostRootModules...)
 	}
 	mods, err := ResolveModules(opts.ModulesDir, modNames)
 	if err != nil {
