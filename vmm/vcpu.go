@@ -242,6 +242,10 @@ func (v *VCPU) loop(ctx context.Context) {
 func (v *VCPU) step() error {
 	v.takeMail()
 	if v.where == atStub {
+		// A kick interrupt queued while the vCPU was interrupted may
+		// have been taken without an interrupt-window exit; a request
+		// left on would stop the guest again as soon as it resumes.
+		v.kv.RequestInterruptWindow(false)
 		v.maybeRefreshTime()
 		if err := v.deliverEvents(); err != nil {
 			return err

@@ -19,6 +19,7 @@ type VCPU struct {
 	runMap []byte
 	run    *runPage
 	tid    atomic.Int32
+	inRun  atomic.Bool // the bound thread is in (or entering) KVM_RUN
 }
 
 // ID is the vCPU index given to CreateVCPU.
@@ -37,7 +38,10 @@ func (v *VCPU) Close() error {
 // ExitReason describes, or an *Error; errors.Is(err, unix.EINTR) means a
 // signal or immediate_exit interrupted it (KVM_EXIT_INTR).
 func (v *VCPU) Run() error {
-	return wrap("KVM_RUN", runIoctl(v.fd))
+	v.inRun.Store(true)
+	err := runIoctl(v.fd)
+	v.inRun.Store(false)
+	return wrap("KVM_RUN", err)
 }
 
 // IsInterrupted reports whether err from Run means "interrupted by a
@@ -67,13 +71,18 @@ const kickSignal = unix.SIGURG
 func (v *VCPU) BindThread() { v.tid.Store(int32(unix.Gettid())) }
 
 // Kick makes the vCPU leave KVM_RUN soon (or not enter it): it sets
-// immediate_exit and signals the bound thread. Safe from any goroutine.
+// immediate_exit and, when the bound thread is in KVM_RUN, signals it.
+// (A thread outside KVM_RUN needs no signal: its next KVM_RUN sees
+// immediate_exit; both flags are sequentially consistent atomics, so a
+// kick cannot fall between the check and the entry. Each signal to a
+// running vCPU costs an IPI and an exit, dear under nested KVM.) Safe
+// from any goroutine.
 // The runner must clear immediate_exit (SetImmediateExit(false)) after it
 // has looked at its mailbox.
 func (v *VCPU) Kick() error {
 	v.SetImmediateExit(true)
 	tid := v.tid.Load()
-	if tid == 0 {
+	if tid == 0 || !v.inRun.Load() {
 		return nil
 	}
 	if err := unix.Tgkill(unix.Getpid(), int(tid), kickSignal); err != nil && !errors.Is(err, unix.ESRCH) {
