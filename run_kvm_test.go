@@ -113,7 +113,7 @@ func TestKVMRunReboot(t *testing.T) {
 	testenv.RequireKVM(t)
 	cfg := writeLinuxConfig(t, `extra = "console=hvc0 rdinit=/init xenvmm.action=reboot"
 on_reboot = "restart"`)
-	code, out := runCLI(t, "run", "--timeout", "80s", cfg)
+	code, out := runCLI(t, "run", "--timeout", "60s", cfg)
 	if n := strings.Count(out, "XENVMM-GUEST: rebooting"); n < 2 {
 		t.Fatalf("the domain booted %d times before the timeout, want at least 2 (restart on reboot); exit %d; console tail:\n%s", n, code, lastLines(out, 20))
 	}

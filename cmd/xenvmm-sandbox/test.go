@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 		return fmt.Errorf("no test in %v matches %q", patterns, cmd.String("run"))
 	}
 
-	var counter testCounter
+	counter := testCounter{synced: make(chan struct{})}
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -152,27 +153,66 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	opts.Console = pw
 	// The sandbox kernel runs KVM on QEMU's emulated SVM, which now and
 	// then resets the whole sandbox (a triple fault in the sandbox kernel
-	// itself, seen about once in five Linux guest boots). Start a new
-	// sandbox for the tests that had not finished, each test at most
-	// three times; every reset is reported.
+	// itself). Start a new sandbox for the tests that had not finished;
+	// every reset is reported.
+	//
+	// The same emulation now and then ends a nested guest with a triple
+	// fault that no exit to xenvmm preceded (docs/design.md, "The
+	// sandbox's Debian kernel"). A test that failed that way, and only
+	// that way, runs again in a new sandbox; each rerun is reported.
+	//
+	// No test starts more than maxStarts times in all: a fault that
+	// repeats fails the test. (Measured on 2026-12-02 with QEMU 7.2: about
+	// one Linux guest boot in ten ends one way or the other.)
 	all := opts.Plan.Commands
+	full := all
 	var res *sandbox.Result
 	var runErr error
 	var elapsed time.Duration
 	resets, tries := 0, map[string]int{}
+	var reruns []string
+	rerun := func() bool {
+		// Let the scanner read all the console output so far.
+		fmt.Fprintln(pw, syncLine)
+		<-counter.synced
+		var again []sandbox.Command
+		for _, c := range full {
+			name := c.Name[strings.LastIndex(c.Name, ".")+1:]
+			if !counter.tripleFaulted(name) || tries[c.Name] >= maxStarts-1 {
+				continue
+			}
+			tries[c.Name]++
+			counter.forget(name)
+			reruns = append(reruns, name)
+			again = append(again, c)
+		}
+		if len(again) == 0 {
+			return false
+		}
+		fmt.Printf("\nsandbox: %d tests failed with a triple fault of the nested guest (KVM_EXIT_SHUTDOWN) and run again in a new sandbox\n", len(again))
+		all = again
+		return true
+	}
 	for len(all) > 0 {
 		opts.Plan.Commands = all
 		res, runErr = sandbox.Run(ctx, opts)
 		if res != nil {
 			elapsed += res.Elapsed
 		}
-		if runErr != nil || res.Done {
+		if runErr != nil {
 			break
+		}
+		if res.Done {
+			if !res.KVM || !rerun() {
+				break
+			}
+			continue
 		}
 		done := len(res.Commands)
 		if done < len(all) {
 			tries[all[done].Name]++
-			if tries[all[done].Name] >= 3 {
+			if tries[all[done].Name] > maxStarts-1 {
+				fmt.Printf("\nsandbox: the sandbox reset itself during %s, which started %d times; giving up\n", all[done].Name, maxStarts)
 				break
 			}
 		}
@@ -188,9 +228,13 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	if res != nil {
 		res.Elapsed = elapsed
 	}
+	counter.total()
 	fmt.Printf("\nsandbox: %d KVM tests passed, %d failed, %d skipped inside the sandbox", counter.pass, counter.fail, counter.skip)
 	if resets > 0 {
 		fmt.Printf(" (after %d sandbox resets)", resets)
+	}
+	if len(reruns) > 0 {
+		fmt.Printf(" (%d reruns after a nested triple fault: %s)", len(reruns), strings.Join(reruns, ", "))
 	}
 	if res != nil {
 		fmt.Printf(" (kvm=%v, QEMU wall time %.1fs)", res.KVM, res.Elapsed.Seconds())
@@ -217,6 +261,10 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	return nil
 }
 
+// maxStarts bounds how often one test starts, counting the starts after a
+// sandbox reset and the reruns after a nested triple fault.
+const maxStarts = 5
+
 // listTests asks a test binary (run on the host: it is static) for the
 // names of its tests matching run.
 func listTests(bin, run string) ([]string, error) {
@@ -233,35 +281,103 @@ func listTests(bin, run string) ([]string, error) {
 	return names, nil
 }
 
-// testCounter counts top-level go test results in -test.v output.
+// testCounter counts top-level go test results in -test.v output, keeping
+// only the last run of a test that ran again.
 type testCounter struct {
-	pass, fail, skip int
+	mu      sync.Mutex
+	results map[string][]string // test name -> PASS/FAIL/SKIP of each run
+	triple  map[string]bool     // its last failure was a nested triple fault
+	current string              // the test whose output is being read
+	synced  chan struct{}       // receives when scan reads syncLine
+
+	pass, fail, skip int // set by total
 	failed           []string
 }
 
-var resultLine = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
+var (
+	resultLine = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
+	runLine    = regexp.MustCompile(`^=== RUN\s+(\S+)$`)
+)
+
+// syncLine, written into the console stream, makes scan report that it
+// has read everything before it.
+const syncLine = "xenvmm-sandbox: sync"
+
+// tripleFaultMark is what xenvmm's vCPU loop reports when KVM ends a guest
+// with a triple fault.
+const tripleFaultMark = "triple fault (KVM_EXIT_SHUTDOWN)"
 
 // scan copies r to w (all of it when verbose, else everything but the
-// per-test "=== RUN"/"--- PASS" chatter) and counts results.
+// per-test "=== RUN"/"--- PASS" chatter) and records results.
 func (c *testCounter) scan(r io.Reader, w io.Writer, verbose bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sawTriple := false
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if m := resultLine.FindStringSubmatch(line); m != nil {
-			switch m[1] {
+		if line == syncLine {
+			c.synced <- struct{}{}
+			continue
+		}
+		c.mu.Lock()
+		if c.results == nil {
+			c.results, c.triple = map[string][]string{}, map[string]bool{}
+		}
+		if m := runLine.FindStringSubmatch(line); m != nil && !strings.Contains(m[1], "/") {
+			c.current, sawTriple = m[1], false
+		}
+		if strings.Contains(line, tripleFaultMark) {
+			sawTriple = true
+		}
+		if m := resultLine.FindStringSubmatch(line); m != nil && !strings.Contains(m[2], "/") {
+			c.results[m[2]] = append(c.results[m[2]], m[1])
+			c.triple[m[2]] = m[1] == "FAIL" && sawTriple
+			sawTriple = false
+		}
+		c.mu.Unlock()
+		fmt.Fprintln(w, line)
+	}
+	io.Copy(io.Discard, r)
+}
+
+// tripleFaulted reports whether test name failed, and its failure showed
+// a nested guest's triple fault.
+func (c *testCounter) tripleFaulted(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.triple[name]
+}
+
+// forget drops the results of test name before it runs again.
+func (c *testCounter) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.results, name)
+	delete(c.triple, name)
+}
+
+// total sets pass, fail, skip and failed from the recorded results.
+func (c *testCounter) total() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.results))
+	for n := range c.results {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		for _, r := range c.results[n] {
+			switch r {
 			case "PASS":
 				c.pass++
 			case "FAIL":
 				c.fail++
-				c.failed = append(c.failed, m[2])
+				c.failed = append(c.failed, n)
 			case "SKIP":
 				c.skip++
 			}
 		}
-		fmt.Fprintln(w, line)
 	}
-	io.Copy(io.Discard, r)
 }
 
 // addTree adds every regular file under host (if it exists) to files at

@@ -192,13 +192,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	cpu := "max"
+	if c := os.Getenv("XENVMM_SANDBOX_CPU"); c != "" {
+		cpu = c
+	}
+	appendExtra := ""
+	if a := os.Getenv("XENVMM_SANDBOX_APPEND"); a != "" {
+		appendExtra = " " + a
+	}
 	args := []string{
-		"-accel", "tcg,thread=multi", "-cpu", "max", "-smp", strconv.Itoa(opts.CPUs),
+		"-accel", "tcg,thread=multi", "-cpu", cpu, "-smp", strconv.Itoa(opts.CPUs),
 		"-m", strconv.Itoa(opts.MemoryMiB),
 		"-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none",
 		"-serial", "stdio",
 		"-kernel", opts.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 tsc=reliable quiet loglevel=" + loglevel,
+		"-append", "console=ttyS0 panic=-1 tsc=reliable quiet loglevel=" + loglevel + appendExtra,
 	}
 	if plan.HostRoot {
 		// The host's "/", read-only (Plan.HostRoot). multidevs=remap

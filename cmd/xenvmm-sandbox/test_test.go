@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestCounterTripleFaultReruns: scan records each top-level result, flags
+// a failure whose output showed a nested guest's triple fault (and only
+// such a failure), and a test forgotten before its rerun counts once, by
+// its last run.
+func TestCounterTripleFaultReruns(t *testing.T) {
+	c := testCounter{synced: make(chan struct{}, 1)}
+	first := `=== RUN   TestA
+--- PASS: TestA (1.00s)
+=== RUN   TestB
+    x_test.go:1: domain ended with killed by xenvmm: vCPU 0: triple fault (KVM_EXIT_SHUTDOWN): rip 0xfff0
+--- FAIL: TestB (2.00s)
+=== RUN   TestC
+    x_test.go:2: console lacks "poweroff"
+--- FAIL: TestC (3.00s)
+=== RUN   TestD
+=== RUN   TestD/sub
+    x_test.go:3: triple fault (KVM_EXIT_SHUTDOWN)
+    --- FAIL: TestD/sub (1.00s)
+--- FAIL: TestD (1.00s)
+` + syncLine + "\n"
+	c.scan(strings.NewReader(first), io.Discard, true)
+	<-c.synced
+	for name, want := range map[string]bool{"TestA": false, "TestB": true, "TestC": false, "TestD": true} {
+		if got := c.tripleFaulted(name); got != want {
+			t.Errorf("tripleFaulted(%s) = %v, want %v", name, got, want)
+		}
+	}
+	c.forget("TestB")
+	c.scan(strings.NewReader("=== RUN   TestB\n--- PASS: TestB (2.00s)\n"), io.Discard, true)
+	if c.tripleFaulted("TestB") {
+		t.Error("TestB still flagged after a passing rerun")
+	}
+	c.total()
+	if c.pass != 2 || c.fail != 2 || c.skip != 0 {
+		t.Errorf("pass/fail/skip = %d/%d/%d, want 2/2/0", c.pass, c.fail, c.skip)
+	}
+	if got := strings.Join(c.failed, ","); got != "TestC,TestD" {
+		t.Errorf("failed = %s, want TestC,TestD", got)
+	}
+}
