@@ -6,11 +6,10 @@ import (
 	"testing"
 )
 
-// TestCounterTripleFaultReruns: scan records each top-level result, flags
-// a failure whose output showed a nested guest's triple fault (and only
-// such a failure), and a test forgotten before its rerun counts once, by
-// its last run.
-func TestCounterTripleFaultReruns(t *testing.T) {
+// TestCounterReruns: scan records each top-level result, flags a failure
+// whose output showed a nested guest's triple fault, and a test forgotten
+// before its rerun counts once, by its last run.
+func TestCounterReruns(t *testing.T) {
 	c := testCounter{synced: make(chan struct{}, 1)}
 	first := `=== RUN   TestA
 --- PASS: TestA (1.00s)
@@ -28,14 +27,14 @@ func TestCounterTripleFaultReruns(t *testing.T) {
 ` + syncLine + "\n"
 	c.scan(strings.NewReader(first), io.Discard, true)
 	<-c.synced
-	for name, want := range map[string]bool{"TestA": false, "TestB": true, "TestC": false, "TestD": true} {
-		if got := c.tripleFaulted(name); got != want {
-			t.Errorf("tripleFaulted(%s) = %v, want %v", name, got, want)
+	for name, want := range map[string][2]bool{"TestA": {false, false}, "TestB": {true, true}, "TestC": {true, false}, "TestD": {true, true}} {
+		if f, tf := c.failedRun(name); f != want[0] || tf != want[1] {
+			t.Errorf("failedRun(%s) = %v, %v, want %v, %v", name, f, tf, want[0], want[1])
 		}
 	}
 	c.forget("TestB")
 	c.scan(strings.NewReader("=== RUN   TestB\n--- PASS: TestB (2.00s)\n"), io.Discard, true)
-	if c.tripleFaulted("TestB") {
+	if f, tf := c.failedRun("TestB"); f || tf {
 		t.Error("TestB still flagged after a passing rerun")
 	}
 	c.total()
