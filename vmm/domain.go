@@ -432,6 +432,15 @@ func (d *Domain) Run(ctx context.Context) (Exit, error) {
 	d.mu.Lock()
 	e := *d.exit
 	d.mu.Unlock()
+	if e.Reason == ReasonError && e.Detail == "interrupted" {
+		// Stopped from outside (a timeout, a signal): say where each
+		// vCPU was, for a guest that hung.
+		for _, v := range d.vcpus {
+			if v.online {
+				e.Detail += "; " + v.stallReport()
+			}
+		}
+	}
 	return e, nil
 }
 

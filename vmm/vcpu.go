@@ -434,6 +434,16 @@ func (v *VCPU) vcpuInfo() []byte {
 	return b
 }
 
+// stallReport describes where a vCPU was when the domain was stopped from
+// outside, for a guest that hung. Call it once the vCPU loop has ended.
+func (v *VCPU) stallReport() string {
+	var r kvm.Regs
+	v.kv.GetRegs(&r)
+	info := v.vcpuInfo()
+	return fmt.Sprintf("vCPU %d after %d exits: %s at rip %#x rsp %#x (guest %s mode; last resume rip %#x); upcall pending %d mask %d; last exits (oldest first):%s",
+		v.id, v.histPos, v.where, r.RIP, r.RSP, v.modeName(), v.frame.RIP, info[abi.VCPUInfoUpcallPending], info[abi.VCPUInfoUpcallMask], v.historyString())
+}
+
 // exitRecord is one handled exit, kept for post-mortems.
 type exitRecord struct {
 	kind   hole.Exit
