@@ -83,6 +83,7 @@ func (a *app) listCommand() *cli.Command {
 // `xenvmm shutdown` needs.
 const (
 	xsDirectory = 1
+	xsRead      = 2
 	xsWrite     = 11
 	xsError     = 16
 )

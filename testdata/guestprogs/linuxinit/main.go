@@ -10,9 +10,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/xenvmm/xenvmm/internal/guestxenbus"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,6 +35,23 @@ func poweroff() {
 }
 
 func main() {
+	// Run as /sbin/poweroff or /sbin/reboot: Linux's orderly_poweroff
+	// and orderly_reboot, called when the toolstack writes
+	// control/shutdown, run these programs (with no stdout: write to the
+	// console itself).
+	switch filepath.Base(os.Args[0]) {
+	case "poweroff", "reboot":
+		if con, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+			fmt.Fprintf(con, "XENVMM-GUEST: %s requested by the kernel (/sbin/%s)\n", filepath.Base(os.Args[0]), filepath.Base(os.Args[0]))
+			con.Close()
+		}
+		unix.Sync()
+		if filepath.Base(os.Args[0]) == "reboot" {
+			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+		}
+		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		os.Exit(1)
+	}
 	say("init started pid=%d", os.Getpid())
 	for _, m := range []struct{ src, dst, typ string }{
 		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"tmpfs", "/tmp", "tmpfs"},
@@ -92,6 +112,8 @@ func main() {
 			say("crashing the kernel")
 			os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
 			fail("sysrq crash did not crash")
+		case "xenvmm.action=serve":
+			serve()
 		case "xenvmm.action=reboot":
 			say("rebooting")
 			unix.Sync()
@@ -108,4 +130,61 @@ func main() {
 	say("sleep done elapsed_ms=%d wallclock=%d", el.Milliseconds(), time.Now().UnixNano())
 	say("poweroff")
 	poweroff()
+}
+
+// serve (xenvmm.action=serve) keeps the domain running for tests that
+// drive it from the host: it writes data/xenvmm-ready, answers
+// data/xenvmm-go=V by writing data/xenvmm-test=guest-saw-V, and leaves
+// through the kernel's own shutdown paths: control/shutdown=poweroff runs
+// /sbin/poweroff and =reboot /sbin/reboot (both this program); a kernel
+// that answers reboot with ctrl_alt_del sends init SIGINT instead.
+func serve() {
+	os.MkdirAll("/dev", 0o755)
+	if err := unix.Mount("devtmpfs", "/dev", "devtmpfs", 0, ""); err != nil && err != unix.EBUSY {
+		fail("mount /dev: %v", err)
+	}
+	os.MkdirAll("/sbin", 0o755)
+	for _, name := range []string{"/sbin/poweroff", "/sbin/reboot"} {
+		if err := os.Symlink("/init", name); err != nil {
+			fail("symlink %s: %v", name, err)
+		}
+	}
+	// As an init does: ctrl-alt-del (the kernel's answer to
+	// control/shutdown = reboot) becomes SIGINT to init instead of an
+	// immediate restart.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, unix.SIGINT, unix.SIGTERM)
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil {
+		fail("reboot(CAD_OFF): %v", err)
+	}
+	xs, err := guestxenbus.Open()
+	if err != nil {
+		fail("xenbus: %v", err)
+	}
+	if err := xs.Write("data/xenvmm-ready", "1"); err != nil {
+		fail("xenstore write data/xenvmm-ready: %v", err)
+	}
+	say("serving")
+	answered := false
+	tick := time.NewTicker(100 * time.Millisecond)
+	for {
+		select {
+		case s := <-sig:
+			say("%v from the kernel: rebooting", s)
+			unix.Sync()
+			unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+			select {}
+		case <-tick.C:
+			if answered {
+				continue
+			}
+			if v, err := xs.Read("data/xenvmm-go"); err == nil {
+				if err := xs.Write("data/xenvmm-test", "guest-saw-"+v); err != nil {
+					fail("xenstore write data/xenvmm-test: %v", err)
+				}
+				say("wrote data/xenvmm-test=guest-saw-%s", v)
+				answered = true
+			}
+		}
+	}
 }

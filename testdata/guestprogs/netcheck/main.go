@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xenvmm/xenvmm/internal/guestxenbus"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,17 +62,17 @@ func main() {
 		nvifs = 1
 	}
 
-	xs, err := openXenbus()
+	xs, err := guestxenbus.Open()
 	if err != nil {
 		fail("xenbus: %v", err)
 	}
 	// Issue 4: a guest writes its own xenstore nodes (data/ is the
 	// guest's, as under Xen).
-	if err := xs.write("data/xenvmm-test", "written-by-guest"); err != nil {
+	if err := xs.Write("data/xenvmm-test", "written-by-guest"); err != nil {
 		fail("xenstore write data/xenvmm-test: %v", err)
 	}
 	say("xenstore wrote data/xenvmm-test")
-	if name, err := xs.read("name"); err == nil {
+	if name, err := xs.Read("name"); err == nil {
 		say("xenstore name=%s", name)
 	} else {
 		fail("xenstore read name: %v", err)
@@ -84,11 +85,11 @@ func main() {
 	for i := 0; i < nvifs; i++ {
 		ifname := fmt.Sprintf("eth%d", i)
 		link := waitLink(ifname)
-		be, err := xs.read(fmt.Sprintf("device/vif/%d/backend", i))
+		be, err := xs.Read(fmt.Sprintf("device/vif/%d/backend", i))
 		if err != nil {
 			fail("xenstore device/vif/%d/backend: %v", i, err)
 		}
-		ipStr, err := xs.read(be + "/ip")
+		ipStr, err := xs.Read(be + "/ip")
 		if err != nil {
 			fail("xenstore %s/ip: %v", be, err)
 		}
@@ -277,64 +278,4 @@ func checksum(b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return ^uint16(s)
-}
-
-// xenbus is a xenstore connection through /dev/xen/xenbus (the kernel's
-// xenbus_dev_frontend): xsd_sockmsg headers as in
-// xen/include/public/io/xs_wire.h.
-type xenbus struct {
-	f     *os.File
-	reqID uint32
-}
-
-const (
-	xsRead  = 2
-	xsWrite = 11
-	xsError = 16
-)
-
-func openXenbus() (*xenbus, error) {
-	var err error
-	for try := 0; try < 100; try++ {
-		var f *os.File
-		if f, err = os.OpenFile("/dev/xen/xenbus", os.O_RDWR, 0); err == nil {
-			return &xenbus{f: f}, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil, err
-}
-
-func (x *xenbus) call(typ uint32, payload []byte) (string, error) {
-	x.reqID++
-	msg := make([]byte, 16+len(payload))
-	binary.LittleEndian.PutUint32(msg[0:], typ)
-	binary.LittleEndian.PutUint32(msg[4:], x.reqID)
-	binary.LittleEndian.PutUint32(msg[12:], uint32(len(payload)))
-	copy(msg[16:], payload)
-	if _, err := x.f.Write(msg); err != nil {
-		return "", err
-	}
-	var hdr [16]byte
-	if _, err := io.ReadFull(x.f, hdr[:]); err != nil {
-		return "", err
-	}
-	body := make([]byte, binary.LittleEndian.Uint32(hdr[12:]))
-	if _, err := io.ReadFull(x.f, body); err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(body), "\x00")
-	if binary.LittleEndian.Uint32(hdr[0:]) == xsError {
-		return "", errors.New(s)
-	}
-	return s, nil
-}
-
-func (x *xenbus) read(path string) (string, error) {
-	return x.call(xsRead, append([]byte(path), 0))
-}
-
-func (x *xenbus) write(path, value string) error {
-	_, err := x.call(xsWrite, append(append([]byte(path), 0), value...))
-	return err
 }
