@@ -97,3 +97,20 @@ func TestKVMImmediateExit(t *testing.T) {
 		t.Fatalf("Run = %v exit %s, want HLT", err, ExitName(v.ExitReason()))
 	}
 }
+
+// TestKVMKickAfterClose: a kick that arrives after the vCPU is closed (a
+// guest timer firing as its domain ends) is a no-op, not a write to the
+// unmapped kvm_run page.
+func TestKVMKickAfterClose(t *testing.T) {
+	_, v, _ := newRealModeVM(t, []byte{0xf4})
+	v.BindThread()
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Kick(); err != nil {
+		t.Fatalf("Kick after Close: %v", err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package kvm
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -20,13 +21,26 @@ type VCPU struct {
 	run    *runPage
 	tid    atomic.Int32
 	inRun  atomic.Bool // the bound thread is in (or entering) KVM_RUN
+
+	// closeMu orders Kick, which any goroutine may call at any time (a
+	// guest timer firing as the domain ends), against Close's unmapping
+	// of kvm_run.
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // ID is the vCPU index given to CreateVCPU.
 func (v *VCPU) ID() int { return v.id }
 
-// Close unmaps kvm_run and closes the vCPU fd.
+// Close unmaps kvm_run and closes the vCPU fd. Kicks after Close do
+// nothing.
 func (v *VCPU) Close() error {
+	v.closeMu.Lock()
+	defer v.closeMu.Unlock()
+	if v.closed {
+		return nil
+	}
+	v.closed = true
 	err := unix.Munmap(v.runMap)
 	if cerr := unix.Close(v.fd); err == nil {
 		err = cerr
@@ -80,6 +94,11 @@ func (v *VCPU) BindThread() { v.tid.Store(int32(unix.Gettid())) }
 // The runner must clear immediate_exit (SetImmediateExit(false)) after it
 // has looked at its mailbox.
 func (v *VCPU) Kick() error {
+	v.closeMu.RLock()
+	defer v.closeMu.RUnlock()
+	if v.closed {
+		return nil
+	}
 	v.SetImmediateExit(true)
 	tid := v.tid.Load()
 	if tid == 0 || !v.inRun.Load() {
