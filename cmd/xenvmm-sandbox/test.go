@@ -151,20 +151,15 @@ func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 		counter.scan(pr, os.Stdout, cmd.Bool("v"))
 	}()
 	opts.Console = pw
-	// The sandbox kernel runs KVM on QEMU's emulated SVM, which now and
-	// then resets the whole sandbox (a triple fault in the sandbox kernel
-	// itself). Start a new sandbox for the tests that had not finished;
-	// every reset is reported.
-	//
-	// The same emulation now and then ends a nested guest with a triple
-	// fault that no exit to xenvmm preceded, or stalls it (docs/design.md,
-	// "The sandbox's Debian kernel"). A test that failed runs again in a
-	// new sandbox; each rerun is reported with whether the failure showed
-	// a triple fault.
-	//
+	// QEMU's emulated SVM has reset the whole sandbox (a triple fault
+	// of the sandbox kernel itself) and ended nested guests with triple
+	// faults or stalls, though far less since the sandbox runs on a
+	// single TCG thread (docs/design.md, "The sandbox: one TCG thread").
+	// Should it happen, start a new sandbox for the tests that had not
+	// finished, and run a failed test again in a new sandbox; every reset
+	// and rerun is reported, reruns with whether a triple fault showed.
 	// No test starts more than maxStarts times in all: a failure that
-	// repeats fails the run. (Measured on 2026-12-02 with QEMU 7.2: about
-	// one Linux guest boot in ten ends one of these ways.)
+	// repeats fails the run.
 	all := opts.Plan.Commands
 	full := all
 	var res *sandbox.Result
