@@ -11,50 +11,16 @@ import (
 	"time"
 
 	"github.com/xenvmm/xenvmm/config"
-	"github.com/xenvmm/xenvmm/internal/initramfs"
-	"github.com/xenvmm/xenvmm/internal/sandbox"
 	"github.com/xenvmm/xenvmm/internal/testenv"
+	"github.com/xenvmm/xenvmm/internal/testguest"
 	"github.com/xenvmm/xenvmm/loader"
 	"github.com/xenvmm/xenvmm/xenabi/abi"
 )
 
-// linuxInitramfs is an initramfs whose /init is testdata/guestprogs/NAME,
-// with Debian's kernel modules (and their dependencies) listed in
-// /modules.list in load order.
+// linuxInitramfs is testenv.LinuxInitramfs.
 func linuxInitramfs(t *testing.T, prog string, modules ...string) []byte {
 	t.Helper()
-	var b initramfs.Builder
-	for _, err := range []error{
-		b.AddFile("init", testenv.GuestProg(t, prog)),
-		b.AddCharDev("dev/console", 0o600, 5, 1),
-		b.AddDir("proc", 0o755), b.AddDir("sys", 0o755), b.AddDir("tmp", 0o1777), b.AddDir("dev", 0o755),
-	} {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(modules) > 0 {
-		files, err := sandbox.ResolveModules(testenv.DebianModulesDir(t), modules)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var list strings.Builder
-		for _, f := range files {
-			inside := "lib/modules/" + filepath.Base(f)
-			if err := b.AddFile(inside, f); err != nil {
-				t.Fatal(err)
-			}
-			list.WriteString("/" + inside + "\n")
-		}
-		if err := b.AddBytes("modules.list", []byte(list.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := b.Bytes(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return testguest.LinuxInitramfs(t, prog, modules...)
 }
 
 // bootLinux boots Debian's kernel with the given initramfs and returns how
