@@ -42,9 +42,12 @@ func testCommand(log *slog.Logger) *cli.Command {
 
 type testPkg struct{ importPath, dir, rel string }
 
-// kvmPackages lists the packages whose tests define a function matching
-// the -run pattern's "Test..." prefix (by default TestKVM...).
-func kvmPackages(patterns []string, prefix string) ([]testPkg, error) {
+// testFunc finds top-level test functions in a test file.
+var testFunc = regexp.MustCompile(`(?m)^func (Test\w*)\(`)
+
+// kvmPackages lists the packages with a test function whose name run
+// matches (as go test -run matches top-level tests).
+func kvmPackages(patterns []string, run *regexp.Regexp) ([]testPkg, error) {
 	args := append([]string{"list", "-f", "{{.ImportPath}}|{{.Dir}}|{{join .TestGoFiles \",\"}}|{{join .XTestGoFiles \",\"}}"}, patterns...)
 	c := exec.Command("go", args...)
 	c.Dir = testenv.RepoRoot()
@@ -53,7 +56,6 @@ func kvmPackages(patterns []string, prefix string) ([]testPkg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("go list: %w", err)
 	}
-	re := regexp.MustCompile(`(?m)^func ` + regexp.QuoteMeta(prefix) + `\w*\(`)
 	var pkgs []testPkg
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Split(line, "|")
@@ -66,7 +68,7 @@ func kvmPackages(patterns []string, prefix string) ([]testPkg, error) {
 				continue
 			}
 			src, err := os.ReadFile(filepath.Join(f[1], tf))
-			if err == nil && re.Match(src) {
+			if err == nil && anyMatch(run, testFunc.FindAllSubmatch(src, -1)) {
 				rel, _ := filepath.Rel(testenv.RepoRoot(), f[1])
 				pkgs = append(pkgs, testPkg{importPath: f[0], dir: f[1], rel: filepath.ToSlash(rel)})
 				break
@@ -76,16 +78,27 @@ func kvmPackages(patterns []string, prefix string) ([]testPkg, error) {
 	return pkgs, nil
 }
 
+func anyMatch(run *regexp.Regexp, funcs [][][]byte) bool {
+	for _, m := range funcs {
+		if run.Match(m[1]) {
+			return true
+		}
+	}
+	return false
+}
+
 func runTests(ctx context.Context, cmd *cli.Command, log *slog.Logger) error {
 	patterns := cmd.Args().Slice()
 	if len(patterns) == 0 {
 		patterns = []string{"./..."}
 	}
-	prefix := strings.TrimPrefix(cmd.String("run"), "^")
-	if i := strings.IndexAny(prefix, "$|()[]*+?.\\"); i >= 0 {
-		prefix = prefix[:i]
+	// The top-level part of the pattern (go test -run splits at "/").
+	top, _, _ := strings.Cut(cmd.String("run"), "/")
+	run, err := regexp.Compile(top)
+	if err != nil {
+		return fmt.Errorf("--run %q: %w", cmd.String("run"), err)
 	}
-	pkgs, err := kvmPackages(patterns, prefix)
+	pkgs, err := kvmPackages(patterns, run)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -43,5 +44,30 @@ func TestCounterReruns(t *testing.T) {
 	}
 	if got := strings.Join(c.failed, ","); got != "TestC,TestD" {
 		t.Errorf("failed = %s, want TestC,TestD", got)
+	}
+}
+
+// TestKVMPackagesByPattern: the packages chosen are those with a test the
+// -run pattern matches, alternatives across packages included.
+func TestKVMPackagesByPattern(t *testing.T) {
+	for _, c := range []struct {
+		run  string
+		want []string
+	}{
+		{"TestKVMBlkExt4|TestKVMKill9AfterFsync", []string{"github.com/xenvmm/xenvmm", "github.com/xenvmm/xenvmm/vmm"}},
+		{"^TestKVMKickAfterClose$", []string{"github.com/xenvmm/xenvmm/vmm/kvm"}},
+		{"^TestKVMNoSuchTest$", nil},
+	} {
+		pkgs, err := kvmPackages([]string{"./..."}, regexp.MustCompile(c.run))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range pkgs {
+			got = append(got, p.importPath)
+		}
+		if strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("-run %q: packages %v, want %v", c.run, got, c.want)
+		}
 	}
 }
