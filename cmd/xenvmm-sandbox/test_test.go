@@ -47,9 +47,9 @@ func TestCounterReruns(t *testing.T) {
 	}
 }
 
-// TestKVMPackagesByPattern: the packages chosen are those with a test the
+// TestPackagesByPattern: the packages chosen are those with a test the
 // -run pattern matches, alternatives across packages included.
-func TestKVMPackagesByPattern(t *testing.T) {
+func TestPackagesByPattern(t *testing.T) {
 	for _, c := range []struct {
 		run  string
 		want []string
