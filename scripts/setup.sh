@@ -18,7 +18,7 @@ if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 
 # Debian packages: the sandbox (QEMU), test tools (xenstore clients, mke2fs,
 # makefs), and gcc for the project's own PV test kernels.
-packages=(qemu-system-x86 e2fsprogs xenstore-utils python3-pyxs gcc binutils)
+packages=(qemu-system-x86 e2fsprogs makefs xenstore-utils python3-pyxs gcc binutils)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
