@@ -47,12 +47,19 @@ const (
 // PopulateDomU writes the tree xl creates for a PV domU before introducing
 // it, with xl's permissions: the home /local/domain/<id> and /vm/<uuid>
 // readable by the guest (n0,r<id>), cpu/, memory/, device/ and control/
-// likewise, and the nodes the guest writes — device/suspend/event-channel,
-// control/shutdown, control/feature-{poweroff,reboot,suspend},
+// likewise, and the nodes the guest writes — control/shutdown, control/feature-{poweroff,reboot,suspend},
 // control/sysrq, data/, drivers/, feature/, attr/, error/ — owned by the
 // guest (n<id>). The primary console's frontend keys are readable but not
 // writable by the guest, as xl sets them. Everything is written in one
 // transaction.
+//
+// One node of xl's is left out: device/suspend/event-channel, where a
+// guest that can suspend through an event channel publishes it. xenvmm
+// does not save or suspend domains, and the node breaks NetBSD up to 5.x:
+// its xenbus_probe_device_type keeps the error of the "suspend" entry
+// (which has no state node) and so stops probing every device type after
+// it, vbd and vif included; NetBSD fixed that later (err = 0 there), and
+// xm, which NetBSD 5 was built against, did not write the node.
 func (cl *Client) PopulateDomU(u DomU) error {
 	if u.Domid == 0 || u.Domid >= DomidSelf {
 		return fmt.Errorf("xenstore: populate: bad domid %d", u.Domid)
@@ -117,7 +124,6 @@ func (cl *Client) PopulateDomU(u DomU) error {
 		mknod(dom+"/cpu", ro)
 		mknod(dom+"/memory", ro)
 		mknod(dom+"/device", ro)
-		mknod(dom+"/device/suspend/event-channel", rw)
 		mknod(dom+"/control", ro)
 		for _, k := range []string{"shutdown", "feature-poweroff", "feature-reboot", "feature-suspend", "sysrq"} {
 			mknod(dom+"/control/"+k, rw)
