@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 export XENVMM_REQUIRE_ALL=${XENVMM_REQUIRE_ALL:-1}
 fuzztime=${XENVMM_FUZZTIME:-5s}
-min_kvm=${XENVMM_MIN_KVM_TESTS:-20}
+min_kvm=${XENVMM_MIN_KVM_TESTS:-30}
 start=$(date +%s)
 step() { printf '\n=== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 

@@ -20,7 +20,10 @@ type screen struct {
 	raw     []byte
 	changed chan struct{}
 	mark    int // text offset after the last match: expect looks after it
-	echo    io.Writer
+
+	echoMu   sync.Mutex
+	echo     io.Writer
+	lastEcho byte
 
 	in  *io.PipeReader
 	out *io.PipeWriter
@@ -39,10 +42,25 @@ func (s *screen) Write(p []byte) (int, error) {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 	close(ch)
-	if s.echo != nil {
+	if s.echo != nil && len(p) > 0 {
+		s.echoMu.Lock()
 		s.echo.Write(p)
+		s.lastEcho = p[len(p)-1]
+		s.echoMu.Unlock()
 	}
 	return len(p), nil
+}
+
+// endLine ends the echoed output with a newline, so that what the test
+// prints next ("--- PASS", which the sandbox runner counts) starts a line
+// of its own.
+func (s *screen) endLine() {
+	s.echoMu.Lock()
+	defer s.echoMu.Unlock()
+	if s.echo != nil && s.lastEcho != 0 && s.lastEcho != '\n' {
+		s.echo.Write([]byte("\n"))
+		s.lastEcho = '\n'
+	}
 }
 
 // Input is the reader to give the domain as ConsoleIn.
