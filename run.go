@@ -42,7 +42,7 @@ type runFlags struct{ console, trace, consoleIO bool }
 
 func (a *app) run(ctx context.Context, path string, f runFlags) error {
 	console, trace := f.console, f.trace
-	dom, warns, img, problems := a.prepare(path)
+	dom, warns, choice, img, problems := a.prepare(path)
 	if dom == nil {
 		return cli.Exit(problems[0].Error(), 1)
 	}
@@ -58,6 +58,7 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 	if img == nil {
 		return cli.Exit(fmt.Sprintf("%s: kernel %q could not be loaded", path, dom.Kernel), 1)
 	}
+	cmdline := dom.Cmdline
 	if len(dom.PCI) > 0 {
 		return cli.Exit(fmt.Sprintf("%s: pci = %d device(s): PCI passthrough (pciback over VFIO) is not implemented yet; remove the pci line to run this domain", path, len(dom.PCI)), 1)
 	}
@@ -65,16 +66,29 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 		return cli.Exit("no /dev/kvm on this host: run xenvmm inside the nested-KVM sandbox (scripts/run.sh)", 1)
 	}
 	var ramdisk []byte
-	if dom.Ramdisk != "" {
+	if dom.Ramdisk != "" && choice == nil {
 		var err error
 		if ramdisk, err = os.ReadFile(dom.Ramdisk); err != nil {
 			return cli.Exit(fmt.Sprintf("ramdisk: %v", err), 1)
 		}
 	}
-	for {
+	for boots := 0; ; boots++ {
+		if dom.Pygrub() {
+			// As xl does, pygrub reads the disk again at every
+			// (re)boot: a kernel the guest installed is the next one.
+			if boots > 0 {
+				var err error
+				if choice, img, err = pygrub(dom); err != nil {
+					return cli.Exit(fmt.Sprintf("%s: %v", path, err), 1)
+				}
+			}
+			ramdisk, cmdline = choice.Ramdisk, choice.Cmdline(dom.Cmdline)
+			a.log.Info("pygrub", "disk", choice.Disk, "partition", choice.Partition, "menu", choice.MenuPath,
+				"entry", choice.Entry.Title, "kernel", choice.Entry.Kernel, "initrd", choice.Entry.Initrd, "cmdline", cmdline)
+		}
 		opts := vmm.Options{
 			Name: dom.Name, MemoryMiB: dom.Memory, MaxMemMiB: dom.MaxMem, VCPUs: dom.VCPUs,
-			Kernel: img, Ramdisk: ramdisk, Cmdline: dom.Cmdline,
+			Kernel: img, Ramdisk: ramdisk, Cmdline: cmdline,
 			Console: a.stdout, Log: a.log, Trace: trace, ConsoleIO: f.consoleIO,
 			Disks: dom.Disks, Vifs: dom.Vifs,
 		}
@@ -85,7 +99,7 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("%s: cannot build the domain: %v", path, err), 1)
 		}
-		a.log.Info("domain started", "name", dom.Name, "memory_mib", dom.Memory, "vcpus", dom.VCPUs, "kernel", dom.Kernel)
+		a.log.Info("domain started", "name", dom.Name, "memory_mib", dom.Memory, "vcpus", dom.VCPUs, "kernel", img.Name)
 		exit, err := d.Run(ctx)
 		uptime := d.Uptime()
 		if trace {

@@ -19,6 +19,26 @@ import (
 func writeLinuxConfig(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
+	rdPath := filepath.Join(dir, "initrd.gz")
+	if err := os.WriteFile(rdPath, linuxInitrd(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := `name = "cli-test"
+kernel = "` + testenv.DebianVmlinuz(t) + `"
+ramdisk = "` + rdPath + `"
+memory = 256
+` + extra + "\n"
+	p := filepath.Join(dir, "linux.cfg")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// linuxInitrd is a gzip'd initramfs with testdata/guestprogs/linuxinit
+// as /init.
+func linuxInitrd(t *testing.T) []byte {
+	t.Helper()
 	var b initramfs.Builder
 	for _, err := range []error{
 		b.AddFile("init", testenv.GuestProg(t, "linuxinit")),
@@ -33,20 +53,7 @@ func writeLinuxConfig(t *testing.T, extra string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdPath := filepath.Join(dir, "initrd.gz")
-	if err := os.WriteFile(rdPath, rd, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := `name = "cli-test"
-kernel = "` + testenv.DebianVmlinuz(t) + `"
-ramdisk = "` + rdPath + `"
-memory = 256
-` + extra + "\n"
-	p := filepath.Join(dir, "linux.cfg")
-	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return rd
 }
 
 // runCLI runs `xenvmm ARGS...` in-process and returns its exit status

@@ -36,9 +36,9 @@ func (d *Domain) Validate() error {
 		}
 		add(key, ErrUnsupported, "HVM guests are not supported by xenvmm (only pv and pvh)")
 	}
-	if d.Bootloader != "" {
-		add("bootloader", ErrUnsupported, "bootloader %q is not supported by xenvmm: give kernel= (and ramdisk=) instead", d.Bootloader)
-	} else if d.Kernel == "" {
+	if d.Bootloader != "" && !d.Pygrub() {
+		add("bootloader", ErrUnsupported, "bootloader %q is not supported by xenvmm: use bootloader = \"pygrub\" (done by xenvmm itself) or give kernel= (and ramdisk=)", d.Bootloader)
+	} else if d.Bootloader == "" && d.Kernel == "" {
 		add("kernel", ErrRequired, "missing: xenvmm boots the kernel= image directly")
 	}
 	if len(d.Cmdline) >= MaxCmdline {
@@ -188,4 +188,12 @@ func (d *Domain) Describe(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Pygrub reports whether the domain boots with pygrub (bootloader =
+// "pygrub", or a path to it, as xl configs name it): xenvmm then reads
+// the kernel, initrd and arguments from the first disk's GRUB menu
+// itself, with no pygrub on the host.
+func (d *Domain) Pygrub() bool {
+	return d.Bootloader == "pygrub" || strings.HasSuffix(d.Bootloader, "/pygrub")
 }

@@ -290,7 +290,9 @@ func TestValidate(t *testing.T) {
 		{"name = 'a'", []string{`t.cfg: kernel: missing: xenvmm boots the kernel= image directly`}, []error{ErrRequired}},
 		{"name = 'a'\nkernel = '/k'\ntype = 'hvm'", []string{`t.cfg:3:8: type: HVM guests are not supported by xenvmm (only pv and pvh)`}, []error{ErrUnsupported}},
 		{"name = 'a'\nkernel = '/k'\nbuilder = 'hvm'", []string{`t.cfg:3:11: builder: HVM guests are not supported by xenvmm (only pv and pvh)`}, []error{ErrUnsupported}},
-		{"name = 'a'\nbootloader = 'pygrub'", []string{`t.cfg:2:14: bootloader: bootloader "pygrub" is not supported by xenvmm: give kernel= (and ramdisk=) instead`}, []error{ErrUnsupported}},
+		{"name = 'a'\nbootloader = 'pygrub'", nil, nil},
+		{"name = 'a'\nbootloader = '/usr/lib/xen-4.17/bin/pygrub'", nil, nil},
+		{"name = 'a'\nbootloader = '/usr/bin/grub-xen'", []string{`t.cfg:2:14: bootloader: bootloader "/usr/bin/grub-xen" is not supported by xenvmm: use bootloader = "pygrub" (done by xenvmm itself) or give kernel= (and ramdisk=)`}, []error{ErrUnsupported}},
 		{"name = 'a'\nkernel = '/k'\nextra = '" + strings.Repeat("x", 1024) + "'", []string{`t.cfg:3:9: extra: the command line is 1024 bytes; a guest gets at most 1023 (MAX_GUEST_CMDLINE, with its NUL)`}, nil},
 	}
 	for _, tt := range tests {

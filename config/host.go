@@ -109,7 +109,7 @@ func (d *Domain) check(fsys fs.FS, abs func(string) string) error {
 	}
 	file("kernel", d.Kernel)
 	file("ramdisk", d.Ramdisk)
-	if strings.HasPrefix(d.Bootloader, "/") {
+	if strings.HasPrefix(d.Bootloader, "/") && !d.Pygrub() {
 		file("bootloader", d.Bootloader)
 	}
 	for i, disk := range d.Disks {

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xenvmm/xenvmm/internal/testenv"
+)
+
+// writePygrubConfig makes an ext4 disk image that carries its own
+// kernel (Debian's), initrd and GRUB 2 menu, and a domain config that
+// boots it with bootloader = "pygrub" and no kernel= line.
+func writePygrubConfig(t *testing.T, initrd []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	kernel, err := os.ReadFile(testenv.DebianVmlinuz(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"boot/vmlinuz-6.1-xenvmm":    kernel,
+		"boot/initrd.img-6.1-xenvmm": initrd,
+		"boot/grub/grub.cfg": []byte(`set default="1"
+menuentry 'Debian (not this one)' {
+	linux /boot/vmlinuz-missing
+}
+menuentry 'Debian from its own disk' --class debian {
+	insmod ext2
+	set root='hd0'
+	linux	/boot/vmlinuz-6.1-xenvmm console=hvc0 rdinit=/init
+	initrd	/boot/initrd.img-6.1-xenvmm
+}
+`),
+	}
+	for name, b := range files {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "disk.img")
+	mk := testenv.HostCommand(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", testenv.HostPath(root), testenv.HostPath(img), "96M")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("mke2fs: %v\n%s", err, out)
+	}
+	cfg := `name = "pygrub-test"
+bootloader = "pygrub"
+memory = 256
+disk = [ 'file:` + img + `,xvda,w' ]
+extra = "xenvmm.from=pygrub"
+`
+	p := filepath.Join(dir, "pygrub.cfg")
+	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCheckPygrub: `xenvmm check` on a pygrub domain says what it found
+// on the disk and loads that kernel.
+func TestCheckPygrub(t *testing.T) {
+	cfg := writePygrubConfig(t, []byte("not really an initrd"))
+	code, out := runCLI(t, "check", cfg)
+	if code != 0 {
+		t.Fatalf("check: exit status %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		`partition 0, /boot/grub/grub.cfg, entry "Debian from its own disk"`,
+		"kernel  /boot/vmlinuz-6.1-xenvmm",
+		"initrd  /boot/initrd.img-6.1-xenvmm",
+		"cmdline console=hvc0 rdinit=/init xenvmm.from=pygrub",
+		"disk.img:/boot/vmlinuz-6.1-xenvmm",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}
