@@ -84,6 +84,14 @@ func pygrub(dom *config.Domain) (*bootloader.Choice, *loader.Image, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// As xl passes them to pygrub: kernel= and ramdisk= of a pygrub
+	// domain are paths inside the guest's file system.
+	if o.Kernel == "" {
+		o.Kernel = dom.Kernel
+	}
+	if o.Ramdisk == "" {
+		o.Ramdisk = dom.Ramdisk
+	}
 	c, err := bootloader.Pygrub(dom.Disks, o)
 	if err != nil {
 		return nil, nil, err

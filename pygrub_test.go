@@ -80,3 +80,25 @@ func TestCheckPygrub(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPygrubKernel: kernel= of a pygrub domain is a path on the
+// guest's disk (xl hands it to pygrub as --kernel), not on the host.
+func TestCheckPygrubKernel(t *testing.T) {
+	cfg := writePygrubConfig(t, []byte("initrd"))
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(b, "kernel = \"/boot/vmlinuz-6.1-xenvmm\"\nbootloader_args = [ \"--args=quiet\" ]\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runCLI(t, "check", cfg)
+	if code != 0 {
+		t.Fatalf("check: exit status %d:\n%s", code, out)
+	}
+	for _, want := range []string{`entry "kernel /boot/vmlinuz-6.1-xenvmm"`, "initrd  \n", "cmdline quiet xenvmm.from=pygrub"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -133,7 +133,7 @@ func Pygrub(disks []config.Disk, o Options) (*Choice, error) {
 func choose(fs *extfs.FS, o Options) (*Choice, error) {
 	c := &Choice{}
 	if o.Kernel != "" {
-		c.Entry = Entry{Title: "--kernel", Kernel: stripDevice(o.Kernel), Initrd: o.Ramdisk}
+		c.Entry = Entry{Title: "kernel " + o.Kernel, Kernel: stripDevice(o.Kernel), Initrd: o.Ramdisk}
 		if c.Entry.Initrd != "" {
 			c.Entry.Initrd = stripDevice(c.Entry.Initrd)
 		}

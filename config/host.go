@@ -107,8 +107,10 @@ func (d *Domain) check(fsys fs.FS, abs func(string) string) error {
 		p := abs(value)
 		add(pos(key), key, key, value, p, readableFile(fsys, p))
 	}
-	file("kernel", d.Kernel)
-	file("ramdisk", d.Ramdisk)
+	if !d.Pygrub() { // pygrub's kernel= and ramdisk= are inside the guest's disk
+		file("kernel", d.Kernel)
+		file("ramdisk", d.Ramdisk)
+	}
 	if strings.HasPrefix(d.Bootloader, "/") && !d.Pygrub() {
 		file("bootloader", d.Bootloader)
 	}
