@@ -55,6 +55,6 @@ for pkg in $(go list ./...); do
 done
 
 step "KVM tests in the nested-KVM sandbox"
-go run ./cmd/xenvmm-sandbox test -min "$min_kvm" ./...
+go run ./cmd/xenvmm-sandbox --timeout "${XENVMM_SANDBOX_TIMEOUT:-40m}" test -min "$min_kvm" ./...
 
 step "all tests passed"

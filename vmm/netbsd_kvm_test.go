@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xenvmm/xenvmm/config"
+	"github.com/xenvmm/xenvmm/devices/tap/taptest"
 	"github.com/xenvmm/xenvmm/internal/ffs"
 	"github.com/xenvmm/xenvmm/internal/testenv"
 	"github.com/xenvmm/xenvmm/loader"
@@ -49,7 +50,22 @@ func startRealGuest(t *testing.T, kernel string, memMiB int64, cmdline string, t
 	if mod != nil {
 		mod(&opts)
 	}
-	d, err := New(opts)
+	// Taps are created in a network namespace of the test's own.
+	var ns *taptest.Netns
+	if len(opts.Vifs) > 0 {
+		taptest.Require(t)
+		ns = taptest.New(t)
+	}
+	var d *Domain
+	build := func() (err error) {
+		d, err = New(opts)
+		return err
+	}
+	if ns != nil {
+		err = ns.Do(build)
+	} else {
+		err = build()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +92,11 @@ func startRealGuest(t *testing.T, kernel string, memMiB int64, cmdline string, t
 		case <-g.err:
 		case <-time.After(30 * time.Second):
 		}
-		d.Close()
+		if ns != nil {
+			ns.Do(d.Close)
+		} else {
+			d.Close()
+		}
 		scr.endLine()
 	})
 	return g
@@ -112,13 +132,17 @@ func (g *realGuest) logTrace(t *testing.T) {
 // installer for its shell and halts NetBSD, which powers the domain off.
 func TestKVMNetBSDInstall(t *testing.T) {
 	start := time.Now()
-	g := startRealGuest(t, "netbsd-5.1-amd64-INSTALL_XEN3_DOMU.gz", 128, "", 20*time.Minute, nil)
+	g := startRealGuest(t, "netbsd-5.1-amd64-INSTALL_XEN3_DOMU.gz", 128, "", 20*time.Minute, func(o *Options) {
+		o.Vifs = []config.Vif{parseVif(t, "mac=00:16:3e:51:00:01")}
+	})
 	s := g.scr
 	s.expect(t, `Copyright \(c\) 1996, .*\n.*\n +The NetBSD Foundation, Inc\.  All rights reserved\.`, 5*time.Minute)
 	s.expect(t, `NetBSD 5\.1 \(INSTALL_XEN3_DOMU\)`, time.Minute)
 	s.expect(t, `hypervisor0 at mainbus0: Xen version 4\.`, time.Minute)
 	s.expect(t, `xenbus0 at hypervisor0`, time.Minute)
 	s.expect(t, `xencons0 at hypervisor0`, time.Minute)
+	s.expect(t, `xennet0 at xenbus0 id 0: Xen Virtual Network Interface`, time.Minute)
+	s.expect(t, `xennet0: MAC address 00:16:3e:51:00:01`, time.Minute)
 	s.expect(t, `root on md0a`, 5*time.Minute)
 	booted := time.Since(start)
 	s.expect(t, `Welcome to sysinst, the NetBSD-5\.1 system installation tool`, 10*time.Minute)
@@ -153,11 +177,15 @@ func TestKVMNetBSDInstall(t *testing.T) {
 // the domain off.
 func TestKVMNetBSDRootPrompt(t *testing.T) {
 	start := time.Now()
-	g := startRealGuest(t, "netbsd-5.1-amd64-XEN3_DOMU.gz", 128, "", 15*time.Minute, nil)
+	g := startRealGuest(t, "netbsd-5.1-amd64-XEN3_DOMU.gz", 128, "", 15*time.Minute, func(o *Options) {
+		o.Vifs = []config.Vif{parseVif(t, "mac=00:16:3e:51:00:02")}
+	})
 	s := g.scr
 	s.expect(t, `Loaded initial symtab at 0x[0-9a-f]+, strtab at 0x[0-9a-f]+, # entries (\d+)`, 5*time.Minute)
 	s.expect(t, `NetBSD 5\.1 \(XEN3_DOMU\)`, time.Minute)
 	s.expect(t, `hypervisor0 at mainbus0: Xen version 4\.`, time.Minute)
+	s.expect(t, `xennet0 at xenbus0 id 0: Xen Virtual Network Interface`, time.Minute)
+	s.expect(t, `xennet0: MAC address 00:16:3e:51:00:02`, time.Minute)
 	s.expect(t, `root device: $`, 10*time.Minute)
 	t.Logf("NetBSD XEN3_DOMU: root device prompt after %v", time.Since(start).Round(time.Second))
 	s.send(t, "ddb\r")
