@@ -151,6 +151,9 @@ func TestKVMBlkExt4(t *testing.T) {
 	if exit.Reason != abi.SHUTDOWN_poweroff || !ok || m[3] != wantSum {
 		t.Fatalf("read boot: %v, %v; console tail:\n%s", exit, m, con.tail(30))
 	}
+	if _, _, ok := con.find(regexp.MustCompile(`XENVMM-GUEST: unmounted /mnt`)); !ok {
+		t.Errorf("read boot: the guest could not unmount; console tail:\n%s", con.tail(10))
+	}
 	t.Logf("BENCH blk: guest read 64 MiB from ext4 on xvda (page cache dropped) in %s, %s MB/s", m[1], m[2])
 	hostW, hostR := hostFileMBps(t, filepath.Join(filepath.Dir(img), "host-baseline"), size)
 	guestW, _ := strconv.ParseFloat(wrote, 64)

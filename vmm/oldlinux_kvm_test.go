@@ -1,12 +1,14 @@
 package vmm
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/xenvmm/xenvmm/config"
+	"github.com/xenvmm/xenvmm/internal/initramfs"
 	"github.com/xenvmm/xenvmm/internal/testenv"
 )
 
@@ -60,8 +62,8 @@ func TestKVMPVGrubPrompt(t *testing.T) {
 // TestKVMPVGrubFromDisk: PV-GRUB as the domain's kernel, as Xen users
 // boot a disk image that carries its own kernel: it reads menu.lst from
 // an ext2 image on xvda through its blkfront (against xenvmm's
-// blkback), loads the kernel named there with the arguments given there
-// and starts it in the same domain. The kernel is Debian 6's 2.6.32
+// blkback), loads the kernel and initrd named there, with the arguments
+// given there, and starts them in the same domain. The kernel is Debian 6's 2.6.32
 // (gzip'd bzImage: PV-GRUB's 2010 libxc cannot unpack the XZ payload of
 // today's kernels); it boots to its root-mount panic.
 func TestKVMPVGrubFromDisk(t *testing.T) {
@@ -74,13 +76,25 @@ func TestKVMPVGrubFromDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An initramfs with one file and no /init: 2.6.32 unpacks it (which
+	// shows PV-GRUB loaded it) and goes on to mount a root device.
+	var rd initramfs.Builder
+	if err := rd.AddBytes("xenvmm-initrd", bytes.Repeat([]byte("xenvmm initrd\n"), 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	initrd, err := rd.Bytes(true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	files := map[string][]byte{
-		"boot/vmlinuz": kernel,
+		"boot/vmlinuz":    kernel,
+		"boot/initrd.img": initrd,
 		"boot/grub/menu.lst": []byte(`default 0
 timeout 0
 title Debian 6 PV from the disk image
 	root (hd0)
 	kernel /boot/vmlinuz console=hvc0 root=/dev/xvda1 xenvmm.from=disk
+	initrd /boot/initrd.img
 `),
 	}
 	for name, b := range files {
@@ -102,6 +116,8 @@ title Debian 6 PV from the disk image
 	s.expect(t, `kernel /boot/vmlinuz console=hvc0 root=/dev/xvda1 xenvmm\.from=disk`, 2*time.Minute)
 	s.expect(t, `Linux version 2\.6\.32-5-xen-amd64`, 3*time.Minute)
 	s.expect(t, `Kernel command line: .*xenvmm\.from=disk`, time.Minute)
+	s.expect(t, `Unpacking initramfs`, 2*time.Minute)
+	s.expect(t, `Freeing initrd memory: \d+k freed`, 2*time.Minute)
 	s.expect(t, `Kernel panic - not syncing: VFS: Unable to mount root fs`, 3*time.Minute)
 	t.Logf("PV-GRUB → Linux 2.6.32 from the disk image → its root-mount panic in %v", time.Since(start).Round(time.Second))
 	g.logTrace(t)

@@ -200,6 +200,7 @@ func ext4(mode, root string) {
 			fail("read: %d bytes, %v", n, err)
 		}
 		el := time.Since(start)
+		f.Close()
 		say("ext4 read %d MiB in %v (%.1f MB/s) sha256=%x", ext4Size>>20, el.Round(time.Millisecond), float64(ext4Size)/el.Seconds()/1e6, sha256.Sum256(buf))
 	case "ext4-ro":
 		_, err := os.Create("/mnt/must-not-exist")
