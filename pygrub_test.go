@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xenvmm/xenvmm/internal/testenv"
+	"github.com/xenvmm/xenvmm/internal/testguest"
 )
 
 // writePygrubConfig makes an ext4 disk image that carries its own
@@ -14,13 +15,11 @@ import (
 // boots it with bootloader = "pygrub" and no kernel= line.
 func writePygrubConfig(t *testing.T, initrd []byte) string {
 	t.Helper()
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
 	kernel, err := os.ReadFile(testenv.DebianVmlinuz(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string][]byte{
+	img := testguest.ExtImage(t, "ext4", "96M", map[string][]byte{
 		"boot/vmlinuz-6.1-xenvmm":    kernel,
 		"boot/initrd.img-6.1-xenvmm": initrd,
 		"boot/grub/grub.cfg": []byte(`set default="1"
@@ -34,26 +33,14 @@ menuentry 'Debian from its own disk' --class debian {
 	initrd	/boot/initrd.img-6.1-xenvmm
 }
 `),
-	}
-	for name, b := range files {
-		p := filepath.Join(root, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := filepath.Join(dir, "disk.img")
-	mk := testenv.HostCommand(t, "mke2fs", "-q", "-F", "-t", "ext4", "-d", testenv.HostPath(root), testenv.HostPath(img), "96M")
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v\n%s", err, out)
-	}
+	})
 	cfg := `name = "pygrub-test"
 bootloader = "pygrub"
 memory = 256
 disk = [ 'file:` + img + `,xvda,w' ]
 extra = "xenvmm.from=pygrub"
 `
-	p := filepath.Join(dir, "pygrub.cfg")
+	p := filepath.Join(t.TempDir(), "pygrub.cfg")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/xenvmm/xenvmm/config"
-	"github.com/xenvmm/xenvmm/internal/testenv"
+	"github.com/xenvmm/xenvmm/internal/testguest"
 )
 
 // debianGrubCfg is the shape of the grub.cfg Debian 12's update-grub
@@ -133,27 +132,14 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
-// fsImage makes an ext image with mke2fs -d from files.
+// fsImage is an 8 MiB ext image (testguest.ExtImage) holding files.
 func fsImage(t *testing.T, typ string, files map[string]string) []byte {
 	t.Helper()
-	mk, err := exec.LookPath("mke2fs")
-	if err != nil {
-		testenv.Missing(t, "mke2fs (e2fsprogs)")
-	}
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
+	bs := make(map[string][]byte, len(files))
 	for name, body := range files {
-		p := filepath.Join(root, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		bs[name] = []byte(body)
 	}
-	img := filepath.Join(dir, "fs.img")
-	if out, err := exec.Command(mk, "-q", "-F", "-t", typ, "-d", root, img, "8M").CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v\n%s", err, out)
-	}
-	b, err := os.ReadFile(img)
+	b, err := os.ReadFile(testguest.ExtImage(t, typ, "8M", bs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,8 +24,9 @@ import (
 type realGuest struct {
 	d    *Domain
 	scr  *screen
-	exit chan Exit
-	err  chan error
+	done chan struct{} // closed when Run has returned exit and err
+	exit Exit
+	err  error
 }
 
 // startRealGuest builds and starts a domain for the named guest kernel;
@@ -69,27 +70,22 @@ func startRealGuest(t *testing.T, kernel string, memMiB int64, cmdline string, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &realGuest{d: d, scr: scr, exit: make(chan Exit, 1), err: make(chan error, 1)}
+	g := &realGuest{d: d, scr: scr, done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	go func() {
-		e, err := d.Run(ctx)
-		if err != nil {
-			g.err <- err
-			return
-		}
-		g.exit <- e
+		g.exit, g.err = d.Run(ctx)
+		close(g.done)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		scr.close()
 		select {
-		case e := <-g.exit:
-			if t.Failed() {
+		case <-g.done:
+			if t.Failed() && g.err == nil {
 				// A hung guest: where each vCPU was (Run's stall report).
-				t.Logf("domain ended: %v", e)
+				t.Logf("domain ended: %v", g.exit)
 				g.logTrace(t)
 			}
-		case <-g.err:
 		case <-time.After(30 * time.Second):
 		}
 		if ns != nil {
@@ -106,11 +102,11 @@ func startRealGuest(t *testing.T, kernel string, memMiB int64, cmdline string, t
 func (g *realGuest) wait(t *testing.T, timeout time.Duration) Exit {
 	t.Helper()
 	select {
-	case e := <-g.exit:
-		g.exit <- e // for the cleanup
-		return e
-	case err := <-g.err:
-		t.Fatalf("domain: %v", err)
+	case <-g.done:
+		if g.err != nil {
+			t.Fatalf("domain: %v", g.err)
+		}
+		return g.exit
 	case <-time.After(timeout):
 		t.Fatalf("the domain did not end within %v; console:\n%s", timeout, g.scr.tail(30))
 	}

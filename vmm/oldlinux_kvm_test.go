@@ -3,13 +3,13 @@ package vmm
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/xenvmm/xenvmm/config"
 	"github.com/xenvmm/xenvmm/internal/initramfs"
 	"github.com/xenvmm/xenvmm/internal/testenv"
+	"github.com/xenvmm/xenvmm/internal/testguest"
 )
 
 // Old PV kernels that real users still run: they boot through kernel
@@ -63,15 +63,10 @@ func TestKVMPVGrubPrompt(t *testing.T) {
 // boot a disk image that carries its own kernel: it reads menu.lst from
 // an ext2 image on xvda through its blkfront (against xenvmm's
 // blkback), loads the kernel and initrd named there, with the arguments
-// given there, and starts them in the same domain. The kernel is Debian 6's 2.6.32
-// (gzip'd bzImage: PV-GRUB's 2010 libxc cannot unpack the XZ payload of
-// today's kernels); it boots to its root-mount panic.
+// given there, and starts them in the same domain. The kernel is Debian
+// 6's 2.6.32 (gzip'd bzImage: PV-GRUB's 2010 libxc cannot unpack the XZ
+// payload of today's kernels); it boots to its root-mount panic.
 func TestKVMPVGrubFromDisk(t *testing.T) {
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	if err := os.MkdirAll(filepath.Join(root, "boot", "grub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	kernel, err := os.ReadFile(testenv.Guest(t, "vmlinuz-2.6.32-5-xen-amd64"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +81,7 @@ func TestKVMPVGrubFromDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := map[string][]byte{
+	img := testguest.ExtImage(t, "ext2", "32M", map[string][]byte{
 		"boot/vmlinuz":    kernel,
 		"boot/initrd.img": initrd,
 		"boot/grub/menu.lst": []byte(`default 0
@@ -96,17 +91,7 @@ title Debian 6 PV from the disk image
 	kernel /boot/vmlinuz console=hvc0 root=/dev/xvda1 xenvmm.from=disk
 	initrd /boot/initrd.img
 `),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := filepath.Join(dir, "boot.img")
-	mk := testenv.HostCommand(t, "mke2fs", "-q", "-F", "-t", "ext2", "-d", testenv.HostPath(root), testenv.HostPath(img), "32M")
-	if out, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("mke2fs: %v\n%s", err, out)
-	}
+	})
 	start := time.Now()
 	g := startRealGuest(t, "pv-grub-x86_64.gz", 256, "(hd0)/boot/grub/menu.lst", 8*time.Minute, func(o *Options) {
 		o.Disks = []config.Disk{parseDisk(t, "file:"+img+",xvda,w")}
