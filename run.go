@@ -66,7 +66,7 @@ func (a *app) run(ctx context.Context, path string, f runFlags) error {
 		return cli.Exit("no /dev/kvm on this host: run xenvmm inside the nested-KVM sandbox (scripts/run.sh)", 1)
 	}
 	var ramdisk []byte
-	if dom.Ramdisk != "" && choice == nil {
+	if dom.Ramdisk != "" && !dom.Pygrub() { // pygrub's ramdisk= is on the guest's disk
 		var err error
 		if ramdisk, err = os.ReadFile(dom.Ramdisk); err != nil {
 			return cli.Exit(fmt.Sprintf("ramdisk: %v", err), 1)

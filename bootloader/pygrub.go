@@ -46,10 +46,10 @@ type Options struct {
 // anything else is refused with an error naming it.
 func ParseArgs(args []string) (Options, error) {
 	var o Options
+	takes := map[string]*string{"--entry": &o.Entry, "--kernel": &o.Kernel, "--ramdisk": &o.Ramdisk, "--args": &o.Args}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		name, val, hasVal := strings.Cut(a, "=")
-		takes := map[string]*string{"--entry": &o.Entry, "--kernel": &o.Kernel, "--ramdisk": &o.Ramdisk, "--args": &o.Args}
 		if p, ok := takes[name]; ok {
 			if !hasVal {
 				if i+1 >= len(args) {

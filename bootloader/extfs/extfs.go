@@ -400,15 +400,19 @@ func (fs *FS) contents(in *inode, limit int64) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		// One read per extent: its blocks are contiguous on disk.
 		for _, e := range exts {
-			for i := int64(0); i < e.n && e.lblk+i < nblocks; i++ {
-				p := int64(0)
-				if e.pblk != 0 {
-					p = e.pblk + i
-				}
-				if err := put(e.lblk+i, p); err != nil {
-					return nil, err
-				}
+			if e.pblk == 0 || e.lblk >= nblocks {
+				continue // a hole, or past the end: zeros
+			}
+			n := min(e.n, nblocks-e.lblk)
+			if e.pblk < 0 || n > fs.blocksCount-e.pblk {
+				return nil, fmt.Errorf("%w: inode %d: extent of %d blocks at %d, of %d", ErrCorrupt, in.num, n, e.pblk, fs.blocksCount)
+			}
+			off := e.lblk * fs.blockSize
+			end := min(off+n*fs.blockSize, in.size)
+			if err := fs.readAt(out[off:end], e.pblk*fs.blockSize); err != nil {
+				return nil, err
 			}
 		}
 		return out, nil

@@ -47,9 +47,9 @@ const (
 // PopulateDomU writes the tree xl creates for a PV domU before introducing
 // it, with xl's permissions: the home /local/domain/<id> and /vm/<uuid>
 // readable by the guest (n0,r<id>), cpu/, memory/, device/ and control/
-// likewise, and the nodes the guest writes — control/shutdown, control/feature-{poweroff,reboot,suspend},
-// control/sysrq, data/, drivers/, feature/, attr/, error/ — owned by the
-// guest (n<id>). The primary console's frontend keys are readable but not
+// likewise, and the nodes the guest writes — control/shutdown,
+// control/feature-{poweroff,reboot,suspend}, control/sysrq, data/,
+// drivers/, feature/, attr/, error/ — owned by the guest (n<id>). The primary console's frontend keys are readable but not
 // writable by the guest, as xl sets them. Everything is written in one
 // transaction.
 //
